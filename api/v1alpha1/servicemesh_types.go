@@ -1,0 +1,136 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ServiceMeshSpec holds what is mesh-wide: sidecar and traffic defaults for the
+// MeshServices that name this mesh, and the edge gateway (the seed's "front Envoy").
+type ServiceMeshSpec struct {
+	// sidecar is the default sidecar configuration of every member MeshService.
+	// +optional
+	Sidecar *SidecarSettings `json:"sidecar,omitempty"`
+
+	// defaults is the traffic policy used where neither caller nor callee set one.
+	// +optional
+	Defaults *TrafficPolicy `json:"defaults,omitempty"`
+
+	// gateway is the edge Envoy that routes outside traffic into the mesh.
+	// +optional
+	Gateway *Gateway `json:"gateway,omitempty"`
+}
+
+// Gateway is the mesh's front Envoy.
+type Gateway struct {
+	// enabled runs the gateway.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// replicas of the gateway Deployment.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// port the gateway Service exposes.
+	// +kubebuilder:default=80
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Port int32 `json:"port,omitempty"`
+
+	// serviceType of the gateway Service.
+	// +kubebuilder:default=ClusterIP
+	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+	// +optional
+	ServiceType corev1.ServiceType `json:"serviceType,omitempty"`
+
+	// routes send requests by path prefix to MeshServices; the longest prefix wins.
+	// +kubebuilder:validation:MaxItems=128
+	// +kubebuilder:validation:XValidation:rule="self.all(r, self.filter(s, s.prefix == r.prefix).size() == 1)",message="spec.gateway.routes[].prefix must be unique"
+	// +listType=atomic
+	// +optional
+	Routes []GatewayRoute `json:"routes,omitempty"`
+}
+
+// GatewayRoute sends requests whose path starts with prefix to a MeshService.
+type GatewayRoute struct {
+	// prefix of the request path, starting with "/".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="spec.gateway.routes[].prefix must start with /"
+	Prefix string `json:"prefix"`
+
+	// service is the name of the target MeshService.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Service string `json:"service"`
+
+	// namespace of the target MeshService; defaults to the mesh's namespace.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// ServiceMeshStatus reports the mesh's members and its gateway.
+type ServiceMeshStatus struct {
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// services is the number of MeshServices that name this mesh.
+	// +optional
+	Services int32 `json:"services,omitempty"`
+
+	// readyServices is how many of them are Ready.
+	// +optional
+	ReadyServices int32 `json:"readyServices,omitempty"`
+
+	// +optional
+	Gateway *GatewayStatus `json:"gateway,omitempty"`
+}
+
+// GatewayStatus reports the gateway Deployment and where to reach it.
+type GatewayStatus struct {
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	// address is the LoadBalancer ingress, else the ClusterIP.
+	// +optional
+	Address string `json:"address,omitempty"`
+}
+
+// ServiceMesh holds mesh-wide defaults and the edge gateway of one namespace.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=smesh,categories=envoymesh
+// +kubebuilder:printcolumn:name="Services",type=integer,JSONPath=`.status.services`
+// +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyServices`
+// +kubebuilder:printcolumn:name="Gateway",type=string,JSONPath=`.status.gateway.address`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ServiceMesh struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ServiceMeshSpec   `json:"spec,omitempty"`
+	Status ServiceMeshStatus `json:"status,omitempty"`
+}
+
+// ServiceMeshList is a list of ServiceMeshes.
+// +kubebuilder:object:root=true
+type ServiceMeshList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ServiceMesh `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ServiceMesh{}, &ServiceMeshList{})
+}
