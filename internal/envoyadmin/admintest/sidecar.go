@@ -1,0 +1,328 @@
+// Package admintest provides a stub of a sidecar's status listener for tests of code that polls
+// Envoy's admin API, so those tests run without an Envoy binary.
+package admintest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+// DefaultEnvoyVersion is the semantic version a new Sidecar reports in /server_info.
+const DefaultEnvoyVersion = "1.36.2"
+
+// buildSHA is the commit in the recorded server_info.json fixture; the stub reuses it so its build
+// string has Envoy's "<sha>/<version>/Clean/RELEASE/BoringSSL" shape.
+const buildSHA = "093e2ffe046313242144d0431f1bb5cf18d82544"
+
+// garbageBody is what every JSON endpoint answers in garbage mode: the start of a JSON object that
+// never ends.
+const garbageBody = `{"stats": [{"name": "server.state", "value": `
+
+// states lists Envoy's server states in the order of the server.state gauge.
+var states = []string{"LIVE", "DRAINING", "PRE_INITIALIZING", "INITIALIZING"}
+
+// Cluster is one upstream cluster the stub reports in /clusters: Hosts hosts, the first Healthy of
+// which are healthy and the rest failing active health checks.
+type Cluster struct {
+	Name    string
+	Hosts   int
+	Healthy int
+}
+
+// Sidecar is a stub status listener. Its setters may be called while it serves; every answer is
+// built from the settings at the time of the request.
+type Sidecar struct {
+	mu           sync.Mutex
+	state        string
+	envoyVersion string
+	version      string
+	ldsRejected  uint64
+	cdsRejected  uint64
+	hang         bool
+	garbage      bool
+	clusters     []Cluster
+	requests     []string
+
+	srv     *http.Server
+	addr    string
+	closing chan struct{}
+	done    chan struct{}
+}
+
+// NewSidecar returns a LIVE sidecar with no config version, no rejections and no clusters.
+func NewSidecar() *Sidecar {
+	return &Sidecar{
+		state:        "LIVE",
+		envoyVersion: DefaultEnvoyVersion,
+		closing:      make(chan struct{}),
+	}
+}
+
+// SetState sets the server state; it panics on a name Envoy does not use, to catch typos in tests.
+func (s *Sidecar) SetState(state string) {
+	if !slices.Contains(states, state) {
+		panic(fmt.Sprintf("admintest: unknown Envoy server state %q", state))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.state = state
+}
+
+// SetEnvoyVersion sets the semantic version in the /server_info build string.
+func (s *Sidecar) SetEnvoyVersion(v string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.envoyVersion = v
+}
+
+// SetVersion sets the version_text both LDS and CDS report, i.e. the config version the sidecar
+// has loaded. Empty means nothing was loaded yet.
+func (s *Sidecar) SetVersion(v string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.version = v
+}
+
+// SetRejected sets the update_rejected counters of LDS and CDS.
+func (s *Sidecar) SetRejected(lds, cds uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ldsRejected, s.cdsRejected = lds, cds
+}
+
+// SetHang makes every request block until the client gives up (or Close), like a stuck proxy.
+func (s *Sidecar) SetHang(hang bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hang = hang
+}
+
+// SetGarbage makes the JSON endpoints answer 200 with invalid JSON.
+func (s *Sidecar) SetGarbage(garbage bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.garbage = garbage
+}
+
+// SetClusters replaces the clusters reported by /clusters.
+func (s *Sidecar) SetClusters(clusters ...Cluster) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clusters = slices.Clone(clusters)
+}
+
+// Requests returns the request URIs served so far, in order, so tests can check what was asked.
+func (s *Sidecar) Requests() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.requests)
+}
+
+// Serve binds addr, which must be a loopback IP and port such as "127.0.0.7:15021" (port 0 picks
+// one; see Addr), and serves in the background until Close. Non-loopback addresses are refused so a
+// test can never expose the stub or be mistaken for a real pod.
+func (s *Sidecar) Serve(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("admintest: %w", err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("admintest: %q is not a loopback IP address", addr)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil {
+		return errors.New("admintest: already serving")
+	}
+	select {
+	case <-s.closing:
+		return errors.New("admintest: closed")
+	default:
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("admintest: %w", err)
+	}
+	s.srv = &http.Server{Handler: s}
+	s.addr = ln.Addr().String()
+	s.done = make(chan struct{})
+	go func(srv *http.Server, done chan struct{}) {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}(s.srv, s.done)
+	return nil
+}
+
+// Start is Serve for tests: it fails t if addr cannot be bound and closes the sidecar when t ends.
+func (s *Sidecar) Start(t testing.TB, addr string) {
+	t.Helper()
+	if err := s.Serve(addr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+}
+
+// Addr returns the bound "ip:port", or "" before Serve.
+func (s *Sidecar) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// URL returns the base URL to probe, e.g. "http://127.0.0.7:15021".
+func (s *Sidecar) URL() string {
+	return "http://" + s.Addr()
+}
+
+// Close releases hung requests, stops serving and frees the address. It may be called more than once.
+func (s *Sidecar) Close() {
+	s.mu.Lock()
+	select {
+	case <-s.closing:
+	default:
+		close(s.closing)
+	}
+	srv, done := s.srv, s.done
+	s.mu.Unlock()
+	if srv != nil {
+		_ = srv.Close()
+		<-done
+	}
+}
+
+// ServeHTTP answers like the status listener: GET /ready, /server_info, /stats and /clusters, 404
+// for any other path or method. Query parameters are ignored; /stats always answers with the nine
+// stats envoyadmin.StatsFilter selects, in JSON.
+func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.requests = append(s.requests, r.RequestURI)
+	hang, garbage := s.hang, s.garbage
+	state, envoyVersion, version := s.state, s.envoyVersion, s.version
+	ldsRejected, cdsRejected := s.ldsRejected, s.cdsRejected
+	clusters := slices.Clone(s.clusters)
+	s.mu.Unlock()
+
+	if hang {
+		select {
+		case <-r.Context().Done():
+		case <-s.closing:
+		}
+		return
+	}
+	if r.Method != http.MethodGet {
+		http.NotFound(w, r)
+		return
+	}
+	var body any
+	switch r.URL.Path {
+	case "/ready":
+		if state != "LIVE" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_, _ = fmt.Fprintln(w, state)
+		return
+	case "/server_info":
+		body = serverInfo(state, envoyVersion)
+	case "/stats":
+		body = stats(state, version, ldsRejected, cdsRejected)
+	case "/clusters":
+		body = clusterStatuses(clusters)
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if garbage {
+		_, _ = w.Write([]byte(garbageBody))
+		return
+	}
+	b, err := json.MarshalIndent(body, "", " ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	_, _ = w.Write(b)
+}
+
+// serverInfo has the shape of the server_info.json fixture, trimmed to top-level fields.
+func serverInfo(state, envoyVersion string) any {
+	return map[string]any{
+		"version":              buildSHA + "/" + envoyVersion + "/Clean/RELEASE/BoringSSL",
+		"state":                state,
+		"hot_restart_version":  "11.104",
+		"command_line_options": map[string]any{"concurrency": 2, "mode": "Serve"},
+		"uptime_current_epoch": "188s",
+		"uptime_all_epochs":    "188s",
+	}
+}
+
+type stat struct {
+	Name  string `json:"name"`
+	Value any    `json:"value"`
+}
+
+// stats has the shape of the stats.json fixture: text readouts as strings, counters and gauges as
+// numbers, then the histograms element Envoy appends.
+func stats(state, version string, ldsRejected, cdsRejected uint64) any {
+	var success uint64
+	if version != "" {
+		success = 1
+	}
+	list := []any{
+		stat{"cluster_manager.cds.version_text", version},
+		stat{"listener_manager.lds.version_text", version},
+		stat{"cluster_manager.cds.update_attempt", success + cdsRejected},
+		stat{"cluster_manager.cds.update_rejected", cdsRejected},
+		stat{"cluster_manager.cds.update_success", success},
+		stat{"listener_manager.lds.update_attempt", success + ldsRejected},
+		stat{"listener_manager.lds.update_rejected", ldsRejected},
+		stat{"listener_manager.lds.update_success", success},
+		stat{"server.state", slices.Index(states, state)},
+		map[string]any{"histograms": map[string]any{
+			"supported_quantiles": []float64{0, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 100},
+			"computed_quantiles":  []any{},
+		}},
+	}
+	return map[string]any{"stats": list}
+}
+
+// clusterStatuses has the admin.v3.Clusters proto-JSON shape of the clusters.json fixture. Host
+// addresses are loopback so nothing built from them could leave the machine.
+func clusterStatuses(clusters []Cluster) any {
+	statuses := []any{}
+	for ci, c := range clusters {
+		hosts := []any{}
+		for i := range c.Hosts {
+			health := map[string]any{"eds_health_status": "HEALTHY"}
+			if i >= c.Healthy {
+				health["failed_active_health_check"] = true
+			}
+			hosts = append(hosts, map[string]any{
+				"address": map[string]any{"socket_address": map[string]any{
+					"protocol":   "TCP",
+					"address":    "127.0." + strconv.Itoa(ci%256) + "." + strconv.Itoa(i%254+1),
+					"port_value": 15006,
+				}},
+				"stats": []any{
+					map[string]any{"name": "cx_active", "value": "0", "type": "GAUGE"},
+					map[string]any{"name": "rq_total", "value": "0", "type": "COUNTER"},
+				},
+				"health_status": health,
+				"weight":        1,
+			})
+		}
+		statuses = append(statuses, map[string]any{
+			"name":          c.Name,
+			"added_via_api": true,
+			"host_statuses": hosts,
+		})
+	}
+	return map[string]any{"cluster_statuses": statuses}
+}

@@ -1,0 +1,275 @@
+package admintest_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/envoymesh/envoymesh-operator/internal/envoyadmin"
+	"github.com/envoymesh/envoymesh-operator/internal/envoyadmin/admintest"
+)
+
+// testTimeout is the per-request timeout of clients that talk to a hung sidecar.
+const testTimeout = 200 * time.Millisecond
+
+func start(t *testing.T) *admintest.Sidecar {
+	t.Helper()
+	s := admintest.NewSidecar()
+	s.Start(t, "127.0.0.1:0")
+	return s
+}
+
+func TestSidecarProbe(t *testing.T) {
+	s := start(t)
+	c := envoyadmin.NewClient(nil, 0)
+
+	got, err := c.Probe(context.Background(), s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := envoyadmin.Observation{State: envoyadmin.StateLive, EnvoyVersion: admintest.DefaultEnvoyVersion}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("new sidecar: got %+v, want %+v", got, want)
+	}
+
+	s.SetState("DRAINING")
+	s.SetEnvoyVersion("1.37.0-dev")
+	s.SetVersion("cfg-42")
+	s.SetRejected(2, 3)
+	s.SetClusters(
+		admintest.Cluster{Name: "b.default.svc.cluster.local:15006", Hosts: 3, Healthy: 1},
+		admintest.Cluster{Name: "a.default.svc.cluster.local:15006", Hosts: 2, Healthy: 2},
+		admintest.Cluster{Name: "local_app", Hosts: 1, Healthy: 1},
+	)
+	got, err = c.Probe(context.Background(), s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = envoyadmin.Observation{
+		State:        envoyadmin.StateDraining,
+		EnvoyVersion: "1.37.0-dev",
+		LDSVersion:   "cfg-42",
+		CDSVersion:   "cfg-42",
+		LDSRejected:  2,
+		CDSRejected:  3,
+		Clusters: []envoyadmin.ClusterHealth{
+			{Name: "a.default.svc.cluster.local:15006", Hosts: 2, Healthy: 2},
+			{Name: "b.default.svc.cluster.local:15006", Hosts: 3, Healthy: 1},
+			{Name: "local_app", Hosts: 1, Healthy: 1},
+		},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("after setters: got %+v\nwant %+v", got, want)
+	}
+
+	for _, uri := range s.Requests() {
+		u, err := url.ParseRequestURI(uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Path == "/stats" && u.Query().Get("filter") != envoyadmin.StatsFilter {
+			t.Errorf("unfiltered stats request %q", uri)
+		}
+	}
+	if n := len(s.Requests()); n != 6 {
+		t.Errorf("%d requests recorded, want 6 (two probes)", n)
+	}
+}
+
+// TestSidecarStats checks the stats body itself, counters included, with the envoyadmin parser.
+func TestSidecarStats(t *testing.T) {
+	s := start(t)
+	s.SetState("PRE_INITIALIZING")
+	s.SetVersion("v1")
+	s.SetRejected(1, 0)
+	got, err := envoyadmin.NewClient(nil, 0).Stats(context.Background(), s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := envoyadmin.Stats{
+		ServerState: envoyadmin.StatePreInitializing,
+		LDS:         envoyadmin.XDSStats{VersionText: "v1", UpdateSuccess: 1, UpdateRejected: 1, UpdateAttempt: 2},
+		CDS:         envoyadmin.XDSStats{VersionText: "v1", UpdateSuccess: 1, UpdateAttempt: 1},
+	}
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+}
+
+func TestSidecarReady(t *testing.T) {
+	s := start(t)
+	c := envoyadmin.NewClient(nil, 0)
+	for _, state := range []string{"LIVE", "DRAINING", "PRE_INITIALIZING", "INITIALIZING"} {
+		s.SetState(state)
+		got, err := c.Ready(context.Background(), s.URL())
+		if err != nil {
+			t.Fatalf("%s: %v", state, err)
+		}
+		if got != state {
+			t.Errorf("ready = %q, want %q", got, state)
+		}
+		resp, err := envoyadmin.NewHTTPClient().Get(s.URL() + "/ready")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if wantCode := map[bool]int{true: 200, false: 503}[state == "LIVE"]; resp.StatusCode != wantCode {
+			t.Errorf("%s: /ready status %d, want %d", state, resp.StatusCode, wantCode)
+		}
+	}
+}
+
+func TestSidecarHang(t *testing.T) {
+	s := start(t)
+	s.SetHang(true)
+	c := envoyadmin.NewClient(nil, testTimeout)
+	if _, err := c.Probe(context.Background(), s.URL()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("hung probe: error %v is not a deadline error", err)
+	}
+	s.SetHang(false)
+	if _, err := c.Probe(context.Background(), s.URL()); err != nil {
+		t.Fatalf("after hang mode: %v", err)
+	}
+}
+
+// TestSidecarCloseReleasesHungRequests: Close must not wait for a client that never gives up.
+func TestSidecarCloseReleasesHungRequests(t *testing.T) {
+	s := admintest.NewSidecar()
+	if err := s.Serve("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	s.SetHang(true)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := envoyadmin.NewClient(nil, time.Hour).Probe(context.Background(), s.URL())
+		errc <- err
+	}()
+	for len(s.Requests()) == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.Close()
+	if err := <-errc; err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("error %v, want a connection error", err)
+	}
+}
+
+func TestSidecarGarbage(t *testing.T) {
+	s := start(t)
+	s.SetGarbage(true)
+	c := envoyadmin.NewClient(nil, 0)
+	if _, err := c.ServerInfo(context.Background(), s.URL()); err == nil || !strings.Contains(err.Error(), "unexpected end of JSON input") {
+		t.Errorf("server_info: error %v, want invalid JSON", err)
+	}
+	if _, err := c.Stats(context.Background(), s.URL()); err == nil || !strings.Contains(err.Error(), "unexpected end of JSON input") {
+		t.Errorf("stats: error %v, want invalid JSON", err)
+	}
+	if _, err := c.Clusters(context.Background(), s.URL()); err == nil || !strings.Contains(err.Error(), "unexpected end of JSON input") {
+		t.Errorf("clusters: error %v, want invalid JSON", err)
+	}
+	if got, err := c.Ready(context.Background(), s.URL()); err != nil || got != "LIVE" {
+		t.Errorf("ready = %q, %v; want LIVE (garbage mode is for JSON endpoints)", got, err)
+	}
+	s.SetGarbage(false)
+	if _, err := c.Probe(context.Background(), s.URL()); err != nil {
+		t.Fatalf("after garbage mode: %v", err)
+	}
+}
+
+func TestSidecarNotFound(t *testing.T) {
+	s := start(t)
+	for _, tt := range []struct{ method, path string }{
+		{http.MethodGet, "/"},
+		{http.MethodGet, "/config_dump"},
+		{http.MethodGet, "/stats/prometheus"},
+		{http.MethodGet, "/server_info/x"},
+		{http.MethodPost, "/quitquitquit"},
+		{http.MethodPost, "/ready"},
+		{http.MethodPost, "/stats"},
+	} {
+		req, err := http.NewRequest(tt.method, s.URL()+tt.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := envoyadmin.NewHTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s %s: status %d, want 404", tt.method, tt.path, resp.StatusCode)
+		}
+	}
+}
+
+func TestSidecarServeRefusesNonLoopback(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:0", ":0", "192.0.2.1:15021", "[::]:0", "localhost:0", "127.0.0.1"} {
+		if err := admintest.NewSidecar().Serve(addr); err == nil {
+			t.Errorf("Serve(%q) succeeded", addr)
+		}
+	}
+}
+
+func TestSidecarLifecycle(t *testing.T) {
+	s := admintest.NewSidecar()
+	if s.Addr() != "" {
+		t.Errorf("Addr before Serve = %q", s.Addr())
+	}
+	if err := s.Serve("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Serve("127.0.0.1:0"); err == nil {
+		t.Error("second Serve succeeded")
+	}
+	base := s.URL()
+	s.Close()
+	s.Close()
+	_, err := envoyadmin.NewClient(nil, testTimeout).Probe(context.Background(), base)
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("after Close: error %v, want connection refused", err)
+	}
+}
+
+func TestSidecarSetStatePanicsOnTypo(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("SetState(\"Live\") did not panic")
+		}
+	}()
+	admintest.NewSidecar().SetState("Live")
+}
+
+// TestSidecarConcurrent is meant for -race: setters and probes at the same time.
+func TestSidecarConcurrent(t *testing.T) {
+	s := start(t)
+	c := envoyadmin.NewClient(nil, 0)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			for range 10 {
+				if _, err := c.Probe(context.Background(), s.URL()); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			for j := range 10 {
+				s.SetState([]string{"LIVE", "DRAINING"}[j%2])
+				s.SetVersion(strings.Repeat("v", i+j))
+				s.SetRejected(uint64(i), uint64(j))
+				s.SetClusters(admintest.Cluster{Name: "c", Hosts: j, Healthy: i})
+				_ = s.Requests()
+			}
+		})
+	}
+	wg.Wait()
+}

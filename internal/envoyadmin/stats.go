@@ -1,0 +1,133 @@
+package envoyadmin
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// StatsFilter is the RE2 regex Client sends as /stats?filter=. It matches exactly the nine stats
+// ParseStats reads: an unfiltered /stats walks every stat in the proxy, which takes seconds on big
+// proxies and holds up the admin thread that also answers /ready.
+const StatsFilter = `^(server\.state|(listener_manager\.lds|cluster_manager\.cds)\.(version_text|update_success|update_rejected|update_attempt))$`
+
+const (
+	statServerState = "server.state"
+	ldsPrefix       = "listener_manager.lds."
+	cdsPrefix       = "cluster_manager.cds."
+)
+
+// XDSStats is what one xDS subscription (LDS or CDS) reports about the updates it received.
+type XDSStats struct {
+	// VersionText is the version_info of the last accepted update; empty until one is accepted.
+	VersionText string
+	// UpdateSuccess counts accepted updates.
+	UpdateSuccess uint64
+	// UpdateRejected counts updates Envoy refused (NACKs), e.g. an invalid lds.yaml.
+	UpdateRejected uint64
+	// UpdateAttempt counts every update tried.
+	UpdateAttempt uint64
+}
+
+// Stats holds the filtered stats. A stat Envoy did not report is left zero: a proxy without LDS
+// has no listener_manager.lds.* stats, and that is not an error.
+type Stats struct {
+	// ServerState is the server.state gauge as a State* name; empty if not reported.
+	ServerState string
+	LDS         XDSStats
+	CDS         XDSStats
+}
+
+type statsJSON struct {
+	Stats *[]statJSON `json:"stats"`
+}
+
+// statJSON is one element of the "stats" array. The histograms element has no name and is skipped.
+type statJSON struct {
+	Name  string          `json:"name"`
+	Value json.RawMessage `json:"value"`
+}
+
+// ParseStats parses the body of GET /stats?format=json, reading the stats StatsFilter selects and
+// ignoring any others.
+func ParseStats(r io.Reader) (Stats, error) {
+	var in statsJSON
+	if err := decodeJSON(r, &in); err != nil {
+		return Stats{}, fmt.Errorf("envoyadmin: parse stats: %w", err)
+	}
+	if in.Stats == nil {
+		return Stats{}, fmt.Errorf(`envoyadmin: parse stats: no "stats" array`)
+	}
+	var s Stats
+	for _, st := range *in.Stats {
+		if err := s.set(st); err != nil {
+			return Stats{}, fmt.Errorf("envoyadmin: parse stats: %s: %w", st.Name, err)
+		}
+	}
+	return s, nil
+}
+
+func (s *Stats) set(st statJSON) error {
+	switch {
+	case st.Name == statServerState:
+		n, err := counterValue(st.Value)
+		if err != nil {
+			return err
+		}
+		s.ServerState, err = stateFromNumber(n)
+		return err
+	case strings.HasPrefix(st.Name, ldsPrefix):
+		return s.LDS.set(strings.TrimPrefix(st.Name, ldsPrefix), st.Value)
+	case strings.HasPrefix(st.Name, cdsPrefix):
+		return s.CDS.set(strings.TrimPrefix(st.Name, cdsPrefix), st.Value)
+	}
+	return nil
+}
+
+func (x *XDSStats) set(field string, v json.RawMessage) error {
+	var err error
+	switch field {
+	case "version_text":
+		x.VersionText, err = textValue(v)
+	case "update_success":
+		x.UpdateSuccess, err = counterValue(v)
+	case "update_rejected":
+		x.UpdateRejected, err = counterValue(v)
+	case "update_attempt":
+		x.UpdateAttempt, err = counterValue(v)
+	}
+	return err
+}
+
+// textValue decodes a text readout, which Envoy writes as a JSON string.
+func textValue(v json.RawMessage) (string, error) {
+	var s string
+	if len(v) == 0 {
+		return "", fmt.Errorf("no value")
+	}
+	if err := json.Unmarshal(v, &s); err != nil {
+		return "", fmt.Errorf("text readout is not a string: %.32s", v)
+	}
+	return s, nil
+}
+
+// counterValue decodes a counter or gauge. Envoy writes a JSON number; a quoted number (as
+// proto-JSON writes uint64) is accepted too.
+func counterValue(v json.RawMessage) (uint64, error) {
+	if len(v) == 0 {
+		return 0, fmt.Errorf("no value")
+	}
+	raw := string(v)
+	if v[0] == '"' {
+		if err := json.Unmarshal(v, &raw); err != nil {
+			return 0, err
+		}
+	}
+	n, err := strconv.ParseUint(raw, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("not a non-negative integer: %.32s", v)
+	}
+	return n, nil
+}
