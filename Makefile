@@ -45,9 +45,11 @@ test: manifests generate fmt vet envtest-assets ## Run unit and envtest suites (
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./... -coverprofile cover.out
 
 .PHONY: verify-generated
-verify-generated: manifests generate ## Fail when generated files differ from what is committed.
-	@git add -N . ; if ! git diff --quiet --exit-code -- api config bundle; then \
-		echo "generated files are stale: run 'make manifests generate' and commit:"; git diff --stat -- api config bundle; exit 1; fi
+verify-generated: manifests generate ## Fail when generated or unformatted files differ from what is committed.
+	@if [ -n "$$(gofmt -l $$(git ls-files '*.go'))" ]; then echo "not gofmt'ed:"; gofmt -l $$(git ls-files '*.go'); exit 1; fi
+	@if [ -n "$$(git status --porcelain -- api config bundle)" ]; then \
+		echo "generated files are stale: run 'make manifests generate' (and 'make bundle') and commit:"; \
+		git status --porcelain -- api config bundle; git --no-pager diff --stat -- api config bundle; exit 1; fi
 
 ##@ Build
 

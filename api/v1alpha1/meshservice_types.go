@@ -62,10 +62,10 @@ type MeshServiceSpec struct {
 	Template corev1.PodTemplateSpec `json:"template"`
 
 	// upstreams are the MeshServices this one calls. Each gets an egress listener on
-	// 127.0.0.1:localPort inside the pod.
+	// 127.0.0.1:localPort inside the pod. Naming the same service twice is reported
+	// in the Ready condition (CEL cannot see the defaulted namespace).
 	// +kubebuilder:validation:MaxItems=128
 	// +kubebuilder:validation:XValidation:rule="self.all(u, self.filter(v, v.localPort == u.localPort).size() == 1)",message="spec.upstreams[].localPort must be unique"
-	// +kubebuilder:validation:XValidation:rule="self.all(u, self.filter(v, v.name == u.name && (has(v.namespace) ? v.namespace : '') == (has(u.namespace) ? u.namespace : '')).size() == 1)",message="spec.upstreams must not name the same service twice"
 	// +listType=atomic
 	// +optional
 	Upstreams []Upstream `json:"upstreams,omitempty"`

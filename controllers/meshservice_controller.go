@@ -1,0 +1,290 @@
+// Package controllers holds the reconcilers. They are thin: fetch inputs, call the
+// pure builders in internal/, apply the results and write status once.
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+	"github.com/envoymesh/envoymesh-operator/internal/envoyconfig"
+	"github.com/envoymesh/envoymesh-operator/internal/objects"
+)
+
+// upstreamIndex indexes MeshServices by the "namespace/name" of every upstream they
+// call, so a change to one MeshService re-reconciles exactly its callers.
+const upstreamIndex = "spec.upstreams.key"
+
+// meshIndex indexes MeshServices by spec.mesh, so a ServiceMesh change
+// re-reconciles its members.
+const meshIndex = "spec.mesh"
+
+// MeshServiceReconciler writes each MeshService's ConfigMap, headless Service and
+// Deployment, and reports their state in status.
+type MeshServiceReconciler struct {
+	client.Client
+	Recorder recorder.EventRecorder
+
+	// ClusterDomain is the cluster's DNS domain, used in upstream cluster addresses.
+	ClusterDomain string
+	// DefaultSidecar applies where neither the mesh nor the MeshService set a field.
+	DefaultSidecar objects.Sidecar
+	// MaxConcurrentReconciles bounds parallel reconciles (0 means controller-runtime's default).
+	MaxConcurrentReconciles int
+}
+
+// +kubebuilder:rbac:groups=mesh.envoymesh.io,resources=meshservices,verbs=get;list;watch
+// +kubebuilder:rbac:groups=mesh.envoymesh.io,resources=meshservices/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=mesh.envoymesh.io,resources=servicemeshes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile converges one MeshService.
+func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	ms := &meshv1alpha1.MeshService{}
+	if err := r.Get(ctx, req.NamespacedName, ms); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ms.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+
+	found, err := r.findUpstreams(ctx, ms)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	mesh, err := r.findMesh(ctx, ms)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
+	st := newStatusBuilder(ms)
+	st.upstreams(found)
+	if err := duplicateUpstream(ms); err != nil {
+		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, ReasonInvalidConfig, "Validate", "%v", err)
+		st.failed(ReasonInvalidConfig, err.Error())
+		return ctrl.Result{}, r.writeStatus(ctx, ms, st)
+	}
+
+	cfg, err := envoyconfig.BuildSidecar(envoyconfig.ServiceFor(ms, found, mesh), envoyconfig.Options{ClusterDomain: r.ClusterDomain})
+	if err != nil {
+		// The spec passed the API server but Envoy would reject the result: a user
+		// error that only a spec change can fix, so report it and do not retry.
+		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, ReasonInvalidConfig, "Build", "%v", err)
+		st.failed(ReasonInvalidConfig, err.Error())
+		return ctrl.Result{}, r.writeStatus(ctx, ms, st)
+	}
+	st.configVersion(cfg.ConfigVersion)
+
+	sidecar := objects.ResolveSidecar(r.DefaultSidecar, meshSidecar(mesh), ms.Spec.Sidecar)
+	applyErr := r.applyAll(ctx, ms, []ownedObject{
+		{objects.ConfigMap(ms, cfg), &corev1.ConfigMap{}},
+		{objects.Service(ms), &corev1.Service{}},
+		{objects.Deployment(ms, sidecar, cfg.BootstrapHash), &appsv1.Deployment{}},
+	})
+	var notOwned *errNotOwned
+	switch {
+	case errors.As(applyErr, &notOwned):
+		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, ReasonConflict, "Apply", "%v", applyErr)
+		st.failed(ReasonConflict, applyErr.Error())
+		return ctrl.Result{}, r.writeStatus(ctx, ms, st)
+	case applyErr != nil:
+		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, "ApplyFailed", "Apply", "%v", applyErr)
+		return ctrl.Result{}, applyErr
+	}
+
+	dep := &appsv1.Deployment{}
+	if err := r.Get(ctx, req.NamespacedName, dep); client.IgnoreNotFound(err) != nil {
+		return ctrl.Result{}, err
+	}
+	st.deployment(dep)
+	st.succeeded()
+	return ctrl.Result{}, r.writeStatus(ctx, ms, st)
+}
+
+type ownedObject struct {
+	desired, existing client.Object
+}
+
+// applyAll applies every object it may; a foreign object blocks only itself, and
+// the first such conflict is returned after the others are applied.
+func (r *MeshServiceReconciler) applyAll(ctx context.Context, ms *meshv1alpha1.MeshService, objs []ownedObject) error {
+	var conflict error
+	for _, o := range objs {
+		err := applyOwned(ctx, r.Client, ms, o.desired, o.existing)
+		var notOwned *errNotOwned
+		switch {
+		case errors.As(err, &notOwned):
+			if conflict == nil {
+				conflict = err
+			}
+		case err != nil:
+			return fmt.Errorf("applying %T %s: %w", o.desired, o.desired.GetName(), err)
+		}
+	}
+	return conflict
+}
+
+// findUpstreams returns the upstream MeshServices that exist, by key.
+func (r *MeshServiceReconciler) findUpstreams(ctx context.Context, ms *meshv1alpha1.MeshService) (map[types.NamespacedName]*meshv1alpha1.MeshService, error) {
+	found := map[types.NamespacedName]*meshv1alpha1.MeshService{}
+	for _, u := range ms.Spec.Upstreams {
+		key := upstreamKey(ms, u)
+		up := &meshv1alpha1.MeshService{}
+		err := r.Get(ctx, key, up)
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return nil, err
+		}
+		if up.DeletionTimestamp.IsZero() {
+			found[key] = up
+		}
+	}
+	return found, nil
+}
+
+// findMesh returns the ServiceMesh the MeshService names, or nil when it does not
+// exist: built-in defaults then apply.
+func (r *MeshServiceReconciler) findMesh(ctx context.Context, ms *meshv1alpha1.MeshService) (*meshv1alpha1.ServiceMesh, error) {
+	mesh := &meshv1alpha1.ServiceMesh{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: ms.Namespace, Name: ms.Spec.Mesh}, mesh)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return mesh, err
+}
+
+func meshSidecar(mesh *meshv1alpha1.ServiceMesh) *meshv1alpha1.SidecarSettings {
+	if mesh == nil {
+		return nil
+	}
+	return mesh.Spec.Sidecar
+}
+
+// duplicateUpstream reports two upstreams naming the same service once their
+// namespaces are defaulted: the two listeners would share one cluster.
+func duplicateUpstream(ms *meshv1alpha1.MeshService) error {
+	seen := map[types.NamespacedName]int{}
+	for i, u := range ms.Spec.Upstreams {
+		key := upstreamKey(ms, u)
+		if j, ok := seen[key]; ok {
+			return fmt.Errorf("spec.upstreams[%d] names MeshService %s, as spec.upstreams[%d] does: name each upstream once", i, key, j)
+		}
+		seen[key] = i
+	}
+	return nil
+}
+
+func upstreamKey(ms *meshv1alpha1.MeshService, u meshv1alpha1.Upstream) types.NamespacedName {
+	ns := u.Namespace
+	if ns == "" {
+		ns = ms.Namespace
+	}
+	return types.NamespacedName{Namespace: ns, Name: u.Name}
+}
+
+// membersOf enqueues every MeshService of the namespace that names the mesh.
+func (r *MeshServiceReconciler) membersOf(ctx context.Context, obj client.Object) []reconcile.Request {
+	return r.enqueueMatching(ctx, client.InNamespace(obj.GetNamespace()), client.MatchingFields{meshIndex: obj.GetName()})
+}
+
+// callersOf enqueues every MeshService that names obj as an upstream.
+func (r *MeshServiceReconciler) callersOf(ctx context.Context, obj client.Object) []reconcile.Request {
+	key := types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}.String()
+	return r.enqueueMatching(ctx, client.MatchingFields{upstreamIndex: key})
+}
+
+func (r *MeshServiceReconciler) enqueueMatching(ctx context.Context, opts ...client.ListOption) []reconcile.Request {
+	var list meshv1alpha1.MeshServiceList
+	if err := r.List(ctx, &list, opts...); err != nil {
+		log.FromContext(ctx).Error(err, "listing MeshServices to enqueue")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
+}
+
+// sameName maps an object to the MeshService whose name it would carry.
+func sameName(_ context.Context, obj client.Object) []reconcile.Request {
+	name := obj.GetName()
+	if _, ok := obj.(*corev1.ConfigMap); ok {
+		var found bool
+		if name, found = strings.CutSuffix(name, "-envoy"); !found {
+			return nil
+		}
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}}}
+}
+
+// deletedOnly passes deletions of objects no MeshService controls (Owns already
+// covers those it does).
+var deletedOnly = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	UpdateFunc:  func(event.UpdateEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	DeleteFunc: func(e event.DeleteEvent) bool {
+		ref := metav1.GetControllerOf(e.Object)
+		return ref == nil || ref.APIVersion != meshv1alpha1.GroupVersion.String()
+	},
+}
+
+// SetupWithManager registers the upstream index and the watches.
+func (r *MeshServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	err := mgr.GetFieldIndexer().IndexField(context.Background(), &meshv1alpha1.MeshService{}, upstreamIndex,
+		func(o client.Object) []string {
+			ms := o.(*meshv1alpha1.MeshService)
+			keys := make([]string, 0, len(ms.Spec.Upstreams))
+			for _, u := range ms.Spec.Upstreams {
+				keys = append(keys, upstreamKey(ms, u).String())
+			}
+			return keys
+		})
+	if err != nil {
+		return err
+	}
+	err = mgr.GetFieldIndexer().IndexField(context.Background(), &meshv1alpha1.MeshService{}, meshIndex,
+		func(o client.Object) []string { return []string{o.(*meshv1alpha1.MeshService).Spec.Mesh} })
+	if err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&meshv1alpha1.MeshService{}).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ConfigMap{}).
+		// A foreign object blocking one of our names may go away at any time; its
+		// deletion is what lets the blocked MeshService converge.
+		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(deletedOnly)).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(deletedOnly)).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(deletedOnly)).
+		// Callers depend on an upstream's existence and spec, not on its status.
+		Watches(&meshv1alpha1.MeshService{}, handler.EnqueueRequestsFromMapFunc(r.callersOf),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&meshv1alpha1.ServiceMesh{}, handler.EnqueueRequestsFromMapFunc(r.membersOf),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WithOptions(controllerOptions(r.MaxConcurrentReconciles)).
+		Complete(r)
+}

@@ -1,0 +1,109 @@
+package envoyconfig
+
+import (
+	"fmt"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Names of the bootstrap's static resources.
+const (
+	statusListenerName = "status"
+	adminClusterName   = "envoy_admin"
+)
+
+// statusPaths are the admin endpoints the status listener exposes, read-only, to the
+// kubelet's probes and the operator's prober. Everything else on the admin API
+// (quitquitquit, config_dump, logging, runtime_modify, ...) stays on loopback.
+var statusPaths = []string{"/ready", "/server_info", "/stats", "/clusters"}
+
+// staticConnectTimeout is the connect timeout of clusters on loopback, as in the seed.
+const staticConnectTimeout = 250 * time.Millisecond
+
+// Bootstrap is the static part of an Envoy's config: its identity, the loopback-only
+// admin API, the status listener and the watched lds.yaml/cds.yaml under MountPath.
+// It does not depend on listeners or clusters, so they change without a restart; a
+// gateway Envoy reuses it with its own identity.
+func Bootstrap(nodeID, nodeCluster string) (*bootstrapv3.Bootstrap, error) {
+	status, err := statusListener()
+	if err != nil {
+		return nil, err
+	}
+	b := &bootstrapv3.Bootstrap{
+		Node:  &corev3.Node{Id: nodeID, Cluster: nodeCluster},
+		Admin: &bootstrapv3.Admin{Address: socketAddress(loopbackAddress, AdminPort)},
+		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
+			LdsConfig: watchedFile(ListenersFile),
+			CdsConfig: watchedFile(ClustersFile),
+		},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
+			Listeners: []*listenerv3.Listener{status},
+			Clusters:  []*clusterv3.Cluster{adminCluster()},
+		},
+	}
+	if err := b.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	return b, nil
+}
+
+// watchedFile points Envoy at a file under MountPath and watches the directory,
+// because a ConfigMap volume updates by swapping a symlink, which a watch on the
+// file itself would miss.
+func watchedFile(name string) *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion: corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_PathConfigSource{PathConfigSource: &corev3.PathConfigSource{
+			Path:             MountPath + "/" + name,
+			WatchedDirectory: &corev3.WatchedDirectory{Path: MountPath},
+		}},
+	}
+}
+
+// statusListener serves GET on the exact statusPaths from the admin API and 404 on
+// everything else. Exact path matching ignores the query string, so the prober's
+// filtered /stats?filter=... still matches.
+func statusListener() (*listenerv3.Listener, error) {
+	getOnly := []*routev3.HeaderMatcher{{
+		Name: ":method",
+		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+			MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "GET"},
+		}},
+	}}
+	var routes []*routev3.Route
+	for _, p := range statusPaths {
+		routes = append(routes, &routev3.Route{
+			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: p}, Headers: getOnly},
+			Action: routeTo(adminClusterName),
+		})
+	}
+	routes = append(routes, &routev3.Route{
+		Match:  matchAll(),
+		Action: directResponse(404, "envoymesh: not found; the status port serves only GET /ready, /server_info, /stats and /clusters\n"),
+	})
+	hcm, err := httpConnectionManager(statusListenerName, routeConfig(statusListenerName, routes))
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", statusListenerName, err)
+	}
+	return &listenerv3.Listener{
+		Name:         statusListenerName,
+		Address:      socketAddress(anyAddress, StatusPort),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcm}}},
+	}, nil
+}
+
+func adminCluster() *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 adminClusterName,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(staticConnectTimeout),
+		LoadAssignment:       singleEndpoint(adminClusterName, loopbackAddress, AdminPort),
+	}
+}

@@ -1,0 +1,197 @@
+package envoyconfig
+
+import (
+	"fmt"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+)
+
+const (
+	inboundListenerName = "inbound"
+
+	hcmFilterName      = "envoy.filters.network.http_connection_manager"
+	tcpProxyFilterName = "envoy.filters.network.tcp_proxy"
+	routerFilterName   = "envoy.filters.http.router"
+
+	// defaultRetryOn applies when a policy asks for retries without saying on what:
+	// failures that are safe to retry plus 5xx, and their gRPC equivalents.
+	defaultRetryOn = "5xx,connect-failure,refused-stream,unavailable,cancelled"
+)
+
+// egressListenerName keys the listener by its port: Envoy identifies a listener by
+// name, so a stable name for a stable address lets an upstream change on the same
+// localPort update the listener in place instead of racing for the port.
+func egressListenerName(localPort int32) string {
+	return fmt.Sprintf("egress_%d", localPort)
+}
+
+// egressStatPrefix names the upstream in stats; names and namespaces are DNS labels,
+// so "_" cannot be ambiguous, and dots would split the stat into extra segments.
+func egressStatPrefix(u Upstream) string {
+	return "egress_" + u.Name + "_" + u.Namespace
+}
+
+// inboundListener accepts callers on every interface at servicePort and hands their
+// requests to the application on loopback.
+func inboundListener(svc Service) (*listenerv3.Listener, error) {
+	var filter *listenerv3.Filter
+	var err error
+	if svc.Protocol == v1alpha1.ProtocolTCP {
+		filter, err = tcpProxy(inboundListenerName, localAppClusterName)
+	} else {
+		// No route timeout here: callers bound their requests with their own
+		// policy, and Envoy's 15s default would cut longer ones short.
+		action := &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: localAppClusterName},
+			Timeout:          durationpb.New(0),
+		}
+		routes := []*routev3.Route{{Match: matchAll(), Action: &routev3.Route_Route{Route: action}}}
+		filter, err = httpConnectionManager(inboundListenerName, routeConfig(inboundListenerName, routes))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", inboundListenerName, err)
+	}
+	return validListener(&listenerv3.Listener{
+		Name:         inboundListenerName,
+		Address:      socketAddress(anyAddress, svc.ServicePort),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{filter}}},
+	})
+}
+
+// egressListener is where the application reaches an upstream: loopback only, so
+// nothing outside the pod can use the sidecar as an open proxy. An unresolved
+// upstream still gets its listener, answering 503 with the reason, so the
+// application sees why instead of a refused connection.
+func egressListener(u Upstream) (*listenerv3.Listener, error) {
+	name := egressListenerName(u.LocalPort)
+	var filter *listenerv3.Filter
+	var err error
+	switch {
+	case u.Target == nil:
+		body := fmt.Sprintf("envoymesh: upstream MeshService %q in namespace %q does not exist\n", u.Name, u.Namespace)
+		routes := []*routev3.Route{{Match: matchAll(), Action: directResponse(503, body)}}
+		filter, err = httpConnectionManager(egressStatPrefix(u), routeConfig(name, routes))
+	case u.Target.Protocol == v1alpha1.ProtocolTCP:
+		filter, err = tcpProxy(egressStatPrefix(u), UpstreamClusterName(u.Name, u.Namespace))
+	default:
+		var route *routev3.Route
+		route, err = egressRoute(u)
+		if err == nil {
+			filter, err = httpConnectionManager(egressStatPrefix(u), routeConfig(name, []*routev3.Route{route}))
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listener %q (upstream %s/%s): %w", name, u.Namespace, u.Name, err)
+	}
+	return validListener(&listenerv3.Listener{
+		Name:         name,
+		Address:      socketAddress(loopbackAddress, u.LocalPort),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{filter}}},
+	})
+}
+
+// egressRoute sends everything to the upstream's cluster with the request timeout
+// and retries of its traffic policy, the parts of it that live on the route.
+func egressRoute(u Upstream) (*routev3.Route, error) {
+	tp := u.Target.Traffic
+	action := &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: UpstreamClusterName(u.Name, u.Namespace)},
+	}
+	var err error
+	if action.Timeout, err = duration(tp.Timeout, "traffic.timeout"); err != nil {
+		return nil, err
+	}
+	if r := tp.Retries; r != nil {
+		rp := &routev3.RetryPolicy{RetryOn: r.RetryOn}
+		if rp.RetryOn == "" {
+			rp.RetryOn = defaultRetryOn
+		}
+		if r.Attempts != nil {
+			rp.NumRetries = wrapperspb.UInt32(uint32(*r.Attempts))
+		}
+		if rp.PerTryTimeout, err = duration(r.PerTryTimeout, "traffic.retries.perTryTimeout"); err != nil {
+			return nil, err
+		}
+		action.RetryPolicy = rp
+	}
+	return &routev3.Route{Match: matchAll(), Action: &routev3.Route_Route{Route: action}}, nil
+}
+
+func validListener(l *listenerv3.Listener) (*listenerv3.Listener, error) {
+	if err := l.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("listener %q: %w", l.Name, err)
+	}
+	return l, nil
+}
+
+// httpConnectionManager is the network filter of every HTTP listener: an inline
+// route table and the router. Both typed configs are validated as they are packed.
+func httpConnectionManager(statPrefix string, rc *routev3.RouteConfiguration) (*listenerv3.Filter, error) {
+	router, err := pack(&routerv3.Router{})
+	if err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
+	hcm, err := pack(&hcmv3.HttpConnectionManager{
+		StatPrefix:     statPrefix,
+		CodecType:      hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
+		HttpFilters: []*hcmv3.HttpFilter{{
+			Name:       routerFilterName,
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("http_connection_manager: %w", err)
+	}
+	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm}}, nil
+}
+
+func tcpProxy(statPrefix, cluster string) (*listenerv3.Filter, error) {
+	tp, err := pack(&tcpproxyv3.TcpProxy{
+		StatPrefix:       statPrefix,
+		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tcp_proxy: %w", err)
+	}
+	return &listenerv3.Filter{Name: tcpProxyFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: tp}}, nil
+}
+
+// routeConfig is a route table with one virtual host that takes any Host header:
+// each listener serves exactly one destination.
+func routeConfig(name string, routes []*routev3.Route) *routev3.RouteConfiguration {
+	return &routev3.RouteConfiguration{
+		Name: name,
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name:    name,
+			Domains: []string{"*"},
+			Routes:  routes,
+		}},
+	}
+}
+
+func matchAll() *routev3.RouteMatch {
+	return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
+}
+
+func routeTo(cluster string) *routev3.Route_Route {
+	return &routev3.Route_Route{Route: &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+	}}
+}
+
+func directResponse(status uint32, body string) *routev3.Route_DirectResponse {
+	return &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+		Status: status,
+		Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: body}},
+	}}
+}

@@ -1,0 +1,41 @@
+package envoyconfig
+
+import (
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+)
+
+// ServiceFor resolves a MeshService into a Service: upstream namespaces default to
+// the MeshService's own, each Target comes from the upstream MeshServices the
+// caller found (a missing or nil entry leaves Target nil), and traffic merges the
+// caller's upstreams[].traffic, the upstream's spec.traffic and the mesh's
+// defaults (mesh may be nil).
+func ServiceFor(ms *v1alpha1.MeshService, found map[types.NamespacedName]*v1alpha1.MeshService, mesh *v1alpha1.ServiceMesh) Service {
+	var meshDefaults *v1alpha1.TrafficPolicy
+	if mesh != nil {
+		meshDefaults = mesh.Spec.Defaults
+	}
+	svc := Service{
+		Name:        ms.Name,
+		Namespace:   ms.Namespace,
+		Port:        ms.Spec.Port,
+		ServicePort: ms.Spec.ServicePort,
+		Protocol:    ms.Spec.Protocol,
+	}
+	for _, u := range ms.Spec.Upstreams {
+		up := Upstream{Name: u.Name, Namespace: u.Namespace, LocalPort: u.LocalPort}
+		if up.Namespace == "" {
+			up.Namespace = ms.Namespace
+		}
+		if callee := found[types.NamespacedName{Namespace: up.Namespace, Name: up.Name}]; callee != nil {
+			up.Target = &Target{
+				ServicePort: callee.Spec.ServicePort,
+				Protocol:    callee.Spec.Protocol,
+				Traffic:     MergeTraffic(u.Traffic, callee.Spec.Traffic, meshDefaults),
+			}
+		}
+		svc.Upstreams = append(svc.Upstreams, up)
+	}
+	return svc
+}

@@ -1,0 +1,162 @@
+package envoyconfig
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+
+	"github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+)
+
+// Where the sidecar finds its config and which ports it keeps for itself.
+const (
+	// MountPath is where the ConfigMap is mounted in the sidecar; the bootstrap
+	// watches this directory, so a ConfigMap update is loaded without a restart.
+	MountPath     = "/etc/envoy"
+	BootstrapFile = "envoy.yaml"
+	ListenersFile = "lds.yaml"
+	ClustersFile  = "cds.yaml"
+	AdminPort     = v1alpha1.EnvoyAdminPort
+	StatusPort    = v1alpha1.EnvoyStatusPort
+
+	// DefaultClusterDomain is used when Options.ClusterDomain is empty.
+	DefaultClusterDomain = "cluster.local"
+)
+
+// Service is everything one sidecar's config depends on, already resolved.
+type Service struct {
+	Name, Namespace   string
+	Port, ServicePort int32
+	Protocol          v1alpha1.Protocol
+	Upstreams         []Upstream
+}
+
+// Upstream is one egress listener of the sidecar and, when resolved, its cluster.
+type Upstream struct {
+	Name, Namespace string // Namespace already defaulted to the caller's namespace
+	LocalPort       int32
+	Target          *Target // nil when the upstream MeshService does not exist
+}
+
+// Target is what the caller needs to know about an existing upstream MeshService.
+type Target struct {
+	ServicePort int32
+	Protocol    v1alpha1.Protocol
+	Traffic     v1alpha1.TrafficPolicy // already merged by MergeTraffic
+}
+
+// Options are cluster-wide settings that are not part of any MeshService.
+type Options struct {
+	// ClusterDomain is the DNS suffix of Services, e.g. "cluster.local".
+	ClusterDomain string
+}
+
+// Output is the content of the sidecar's ConfigMap plus the hashes the controller
+// stamps on objects.
+type Output struct {
+	Bootstrap, Listeners, Clusters []byte // contents of envoy.yaml, lds.yaml, cds.yaml
+	// ConfigVersion is a content hash of listeners and clusters; it is the
+	// version_info of lds.yaml and cds.yaml, so a sidecar's loaded version tells
+	// whether it runs the latest config.
+	ConfigVersion string
+	// BootstrapHash is a hash of Bootstrap; the pod template carries it so only a
+	// bootstrap change rolls the pods.
+	BootstrapHash string
+}
+
+// BuildSidecar builds, validates and renders the sidecar config of svc. The same
+// inputs always give byte-identical output, whatever the order of svc.Upstreams.
+func BuildSidecar(svc Service, opts Options) (*Output, error) {
+	if err := checkService(svc); err != nil {
+		return nil, err
+	}
+	if opts.ClusterDomain == "" {
+		opts.ClusterDomain = DefaultClusterDomain
+	}
+	ups := slices.Clone(svc.Upstreams)
+	slices.SortFunc(ups, func(a, b Upstream) int { return cmp.Compare(a.LocalPort, b.LocalPort) })
+
+	boot, err := Bootstrap(svc.Name+"."+svc.Namespace, svc.Name)
+	if err != nil {
+		return nil, err
+	}
+
+	inbound, err := inboundListener(svc)
+	if err != nil {
+		return nil, err
+	}
+	listeners := []*listenerv3.Listener{inbound}
+	local, err := localAppCluster(svc)
+	if err != nil {
+		return nil, err
+	}
+	clusters := []*clusterv3.Cluster{local}
+	for _, u := range ups {
+		l, err := egressListener(u)
+		if err != nil {
+			return nil, err
+		}
+		listeners = append(listeners, l)
+		if u.Target == nil {
+			continue
+		}
+		c, err := upstreamCluster(u, opts.ClusterDomain)
+		if err != nil {
+			return nil, err
+		}
+		clusters = append(clusters, c)
+	}
+	return render(boot, listeners, clusters)
+}
+
+// checkService rejects what the API server cannot see but Envoy would refuse or
+// misroute: two listeners on one port, a clash with the app or the reserved ports,
+// and two upstream entries that name the same MeshService once namespaces are
+// defaulted ({name: b} and {name: b, namespace: <own>} pass CEL, but their
+// clusters would share a name and Envoy would reject the whole CDS update).
+func checkService(svc Service) error {
+	if svc.Name == "" || svc.Namespace == "" {
+		return fmt.Errorf("service name and namespace must be set, got %q/%q", svc.Namespace, svc.Name)
+	}
+	used := map[int32]string{AdminPort: "the Envoy admin port", StatusPort: "the Envoy status port"}
+	claim := func(port int32, what string) error {
+		if port < 1 || port > 65535 {
+			return fmt.Errorf("%s %d is not a valid port", what, port)
+		}
+		if other, ok := used[port]; ok {
+			return fmt.Errorf("%s %d clashes with %s", what, port, other)
+		}
+		used[port] = what
+		return nil
+	}
+	if err := claim(svc.Port, "port"); err != nil {
+		return err
+	}
+	if err := claim(svc.ServicePort, "servicePort"); err != nil {
+		return err
+	}
+	clusters := map[string]bool{}
+	for _, u := range svc.Upstreams {
+		what := fmt.Sprintf("upstream %s/%s localPort", u.Namespace, u.Name)
+		if err := claim(u.LocalPort, what); err != nil {
+			return err
+		}
+		name := UpstreamClusterName(u.Name, u.Namespace)
+		if clusters[name] {
+			return fmt.Errorf("upstream %s/%s is listed twice", u.Namespace, u.Name)
+		}
+		clusters[name] = true
+		if u.Target != nil && (u.Target.ServicePort < 1 || u.Target.ServicePort > 65535) {
+			return fmt.Errorf("upstream %s/%s: servicePort %d is not a valid port", u.Namespace, u.Name, u.Target.ServicePort)
+		}
+	}
+	return nil
+}
+
+// isHTTP2 reports whether a protocol needs HTTP/2 towards the application.
+func isHTTP2(p v1alpha1.Protocol) bool {
+	return p == v1alpha1.ProtocolHTTP2 || p == v1alpha1.ProtocolGRPC
+}

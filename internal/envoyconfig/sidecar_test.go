@@ -1,0 +1,252 @@
+package envoyconfig
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+)
+
+// richService has resolved and unresolved upstreams of every protocol.
+func richService() Service {
+	caller, found, mesh := featureMesh()
+	svc := ServiceFor(caller, found, mesh)
+	svc.Upstreams = append(svc.Upstreams,
+		Upstream{Name: "a", Namespace: "shop", LocalPort: 9200, Target: &Target{ServicePort: 80, Protocol: v1alpha1.ProtocolHTTP, Traffic: MergeTraffic()}},
+		Upstream{Name: "z", Namespace: "shop", LocalPort: 9050, Target: &Target{ServicePort: 80, Protocol: v1alpha1.ProtocolHTTP, Traffic: MergeTraffic()}},
+	)
+	return svc
+}
+
+func TestBuildSidecarDeterministic(t *testing.T) {
+	svc := richService()
+	first := build(t, svc)
+	if again := build(t, svc); !equalOutput(first, again) {
+		t.Fatal("two builds of the same input differ")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20 {
+		shuffled := svc
+		shuffled.Upstreams = slices.Clone(svc.Upstreams)
+		rng.Shuffle(len(shuffled.Upstreams), func(i, j int) {
+			shuffled.Upstreams[i], shuffled.Upstreams[j] = shuffled.Upstreams[j], shuffled.Upstreams[i]
+		})
+		if got := build(t, shuffled); !equalOutput(first, got) {
+			t.Fatalf("upstream order %v changed the output", shuffled.Upstreams)
+		}
+	}
+}
+
+func equalOutput(a, b *Output) bool {
+	return bytes.Equal(a.Bootstrap, b.Bootstrap) && bytes.Equal(a.Listeners, b.Listeners) &&
+		bytes.Equal(a.Clusters, b.Clusters) && a.ConfigVersion == b.ConfigVersion && a.BootstrapHash == b.BootstrapHash
+}
+
+func TestBuildSidecarSortsByLocalPort(t *testing.T) {
+	out := build(t, richService())
+	_, listeners := parseListeners(t, out.Listeners)
+	var names []string
+	for _, l := range listeners {
+		names = append(names, l.Name)
+	}
+	want := []string{"inbound", "egress_9050", "egress_9100", "egress_9101", "egress_9102", "egress_9200"}
+	if !slices.Equal(names, want) {
+		t.Errorf("listeners %v, want %v", names, want)
+	}
+	_, clusters := parseClusters(t, out.Clusters)
+	names = nil
+	for _, c := range clusters {
+		names = append(names, c.Name)
+	}
+	// egress_9100 is the missing "ghost" upstream: it has a listener but no cluster.
+	want = []string{"local_app", "out.z.shop", "out.payments.shop", "out.cache.infra", "out.a.shop"}
+	if !slices.Equal(names, want) {
+		t.Errorf("clusters %v, want %v", names, want)
+	}
+}
+
+func TestBuildSidecarVersions(t *testing.T) {
+	hex16 := regexp.MustCompile(`^[0-9a-f]{16}$`)
+	out := build(t, richService())
+	if !hex16.MatchString(out.ConfigVersion) || !hex16.MatchString(out.BootstrapHash) {
+		t.Fatalf("ConfigVersion %q and BootstrapHash %q must be 16 hex digits", out.ConfigVersion, out.BootstrapHash)
+	}
+	lv, _ := parseListeners(t, out.Listeners)
+	cv, _ := parseClusters(t, out.Clusters)
+	if lv != out.ConfigVersion || cv != out.ConfigVersion {
+		t.Errorf("version_info lds %q, cds %q; want ConfigVersion %q in both", lv, cv, out.ConfigVersion)
+	}
+	if out.BootstrapHash != shortHash(out.Bootstrap) {
+		t.Errorf("BootstrapHash %q is not the hash of the bootstrap bytes", out.BootstrapHash)
+	}
+	// ConfigVersion covers the resources, not itself: removing the version lines
+	// gives back exactly what was hashed.
+	line := "version_info: " + out.ConfigVersion + "\n"
+	lds := strings.Replace(string(out.Listeners), line, "", 1)
+	cds := strings.Replace(string(out.Clusters), line, "", 1)
+	if got := shortHash([]byte(lds), []byte{0}, []byte(cds)); got != out.ConfigVersion {
+		t.Errorf("hash of the unversioned files %q, want ConfigVersion %q", got, out.ConfigVersion)
+	}
+}
+
+// TestBootstrapHashOnlyFollowsBootstrap: listener and cluster changes must reach
+// running sidecars through the watched files, without rolling the pods.
+func TestBootstrapHashOnlyFollowsBootstrap(t *testing.T) {
+	base := Service{Name: "a", Namespace: "ns", Port: 8081, ServicePort: 8786, Protocol: v1alpha1.ProtocolHTTP}
+	ref := build(t, base)
+
+	changes := map[string]func(*Service){
+		"port":        func(s *Service) { s.Port = 8000 },
+		"servicePort": func(s *Service) { s.ServicePort = 8000 },
+		"protocol":    func(s *Service) { s.Protocol = v1alpha1.ProtocolTCP },
+		"upstream": func(s *Service) {
+			s.Upstreams = []Upstream{{Name: "b", Namespace: "ns", LocalPort: 9000, Target: &Target{ServicePort: 80, Traffic: MergeTraffic()}}}
+		},
+		"unresolved upstream": func(s *Service) { s.Upstreams = []Upstream{{Name: "b", Namespace: "ns", LocalPort: 9000}} },
+	}
+	for name, change := range changes {
+		t.Run(name, func(t *testing.T) {
+			svc := base
+			change(&svc)
+			out := build(t, svc)
+			if out.BootstrapHash != ref.BootstrapHash || !bytes.Equal(out.Bootstrap, ref.Bootstrap) {
+				t.Error("bootstrap changed; it must not depend on listeners or clusters")
+			}
+			if out.ConfigVersion == ref.ConfigVersion {
+				t.Error("ConfigVersion did not change with the listeners/clusters")
+			}
+		})
+	}
+
+	for name, change := range map[string]func(*Service){
+		"name":      func(s *Service) { s.Name = "other" },
+		"namespace": func(s *Service) { s.Namespace = "other" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			svc := base
+			change(&svc)
+			if build(t, svc).BootstrapHash == ref.BootstrapHash {
+				t.Error("the node identity changed but BootstrapHash did not")
+			}
+		})
+	}
+}
+
+func TestBuildSidecarTrafficChangesVersion(t *testing.T) {
+	svc := Service{Name: "a", Namespace: "ns", Port: 8081, ServicePort: 8786, Upstreams: []Upstream{
+		{Name: "b", Namespace: "ns", LocalPort: 9000, Target: &Target{ServicePort: 80, Traffic: MergeTraffic()}},
+	}}
+	ref := build(t, svc)
+	svc.Upstreams[0].Target = &Target{ServicePort: 80, Traffic: MergeTraffic(&v1alpha1.TrafficPolicy{ConnectTimeout: dur("1s")})}
+	if out := build(t, svc); out.ConfigVersion == ref.ConfigVersion {
+		t.Error("a changed connect timeout did not change ConfigVersion")
+	}
+}
+
+func TestBuildSidecarUnresolvedUpstream(t *testing.T) {
+	out := build(t, Service{Name: "a", Namespace: "ns", Port: 8081, ServicePort: 8786, Upstreams: []Upstream{
+		{Name: "b", Namespace: "ns", LocalPort: 9000},
+	}})
+	_, listeners := parseListeners(t, out.Listeners)
+	l := listenerNamed(t, listeners, "egress_9000")
+	if host, port := socketOf(l); host != "127.0.0.1" || port != 9000 {
+		t.Errorf("listens on %s:%d, want 127.0.0.1:9000", host, port)
+	}
+	if got := onlyRoutes(t, hcmOf(t, l))[0].GetDirectResponse().GetStatus(); got != 503 {
+		t.Errorf("direct response %d, want 503", got)
+	}
+	_, clusters := parseClusters(t, out.Clusters)
+	if len(clusters) != 1 || clusters[0].Name != localAppClusterName {
+		t.Errorf("want only local_app for an unresolved upstream, got %d clusters", len(clusters))
+	}
+}
+
+func TestBuildSidecarProtocols(t *testing.T) {
+	for _, p := range []v1alpha1.Protocol{v1alpha1.ProtocolHTTP, v1alpha1.ProtocolHTTP2, v1alpha1.ProtocolGRPC, v1alpha1.ProtocolTCP} {
+		t.Run(string(p), func(t *testing.T) {
+			out := build(t, Service{Name: "a", Namespace: "ns", Port: 8081, ServicePort: 8786, Protocol: p, Upstreams: []Upstream{
+				{Name: "b", Namespace: "ns", LocalPort: 9000, Target: &Target{ServicePort: 80, Protocol: p, Traffic: MergeTraffic()}},
+			}})
+			_, listeners := parseListeners(t, out.Listeners)
+			_, clusters := parseClusters(t, out.Clusters)
+			for _, l := range listeners {
+				if name := onlyFilter(t, l).Name; (name == tcpProxyFilterName) != (p == v1alpha1.ProtocolTCP) {
+					t.Errorf("listener %q uses %s for protocol %s", l.Name, name, p)
+				}
+			}
+			for _, c := range clusters {
+				if got := http2Enabled(t, c); got != isHTTP2(p) {
+					t.Errorf("cluster %q http2 = %v for protocol %s", c.Name, got, p)
+				}
+			}
+		})
+	}
+}
+
+func TestBuildSidecarClusterDomain(t *testing.T) {
+	svc := Service{Name: "a", Namespace: "ns", Port: 8081, ServicePort: 8786, Upstreams: []Upstream{
+		{Name: "b", Namespace: "other", LocalPort: 9000, Target: &Target{ServicePort: 80, Traffic: MergeTraffic()}},
+	}}
+	for domain, want := range map[string]string{"": "b.other.svc.cluster.local", "corp.example": "b.other.svc.corp.example"} {
+		out, err := BuildSidecar(svc, Options{ClusterDomain: domain})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, clusters := parseClusters(t, out.Clusters)
+		if host, _ := endpointOf(t, clusterNamed(t, clusters, "out.b.other")); host != want {
+			t.Errorf("ClusterDomain %q: endpoint host %q, want %q", domain, host, want)
+		}
+	}
+}
+
+func TestBuildSidecarErrors(t *testing.T) {
+	ok := func() Service {
+		return Service{Name: "a", Namespace: "ns", Port: 8081, ServicePort: 8786}
+	}
+	withUpstreams := func(ups ...Upstream) Service {
+		s := ok()
+		s.Upstreams = ups
+		return s
+	}
+	target := &Target{ServicePort: 80, Traffic: MergeTraffic()}
+	tests := []struct {
+		name string
+		svc  Service
+		want string
+	}{
+		{"no name", Service{Namespace: "ns", Port: 1, ServicePort: 2}, "name and namespace"},
+		{"port unset", Service{Name: "a", Namespace: "ns", ServicePort: 8786}, "port 0 is not a valid port"},
+		{"servicePort out of range", Service{Name: "a", Namespace: "ns", Port: 1, ServicePort: 70000}, "servicePort 70000"},
+		{"servicePort equals port", Service{Name: "a", Namespace: "ns", Port: 8081, ServicePort: 8081}, "servicePort 8081 clashes with port"},
+		{"port on admin", Service{Name: "a", Namespace: "ns", Port: 9901, ServicePort: 8786}, "the Envoy admin port"},
+		{"servicePort on status", Service{Name: "a", Namespace: "ns", Port: 1, ServicePort: 15021}, "the Envoy status port"},
+		{"localPort on app port", withUpstreams(Upstream{Name: "b", Namespace: "ns", LocalPort: 8081}), "upstream ns/b localPort 8081 clashes with port"},
+		{"duplicate localPort", withUpstreams(
+			Upstream{Name: "b", Namespace: "ns", LocalPort: 9000},
+			Upstream{Name: "c", Namespace: "ns", LocalPort: 9000},
+		), "upstream ns/c localPort 9000 clashes with upstream ns/b localPort"},
+		{"same upstream twice", withUpstreams(
+			Upstream{Name: "b", Namespace: "ns", LocalPort: 9000, Target: target},
+			Upstream{Name: "b", Namespace: "ns", LocalPort: 9001, Target: target},
+		), "upstream ns/b is listed twice"},
+		{"upstream servicePort unset", withUpstreams(Upstream{Name: "b", Namespace: "ns", LocalPort: 9000, Target: &Target{}}), "upstream ns/b: servicePort 0"},
+		{"bad upstream duration", withUpstreams(Upstream{Name: "b", Namespace: "ns", LocalPort: 9000, Target: &Target{
+			ServicePort: 80, Traffic: MergeTraffic(&v1alpha1.TrafficPolicy{ConnectTimeout: dur("fast")}),
+		}}), `cluster "out.b.ns" (upstream ns/b): traffic.connectTimeout`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := BuildSidecar(tc.svc, Options{})
+			if err == nil {
+				t.Fatalf("want an error, got output with version %s", out.ConfigVersion)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+}

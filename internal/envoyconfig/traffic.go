@@ -1,0 +1,79 @@
+package envoyconfig
+
+import "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+
+// Built-in traffic defaults, as in the seed mesh.
+const (
+	DefaultLoadBalancer                     = v1alpha1.LoadBalancerRoundRobin
+	DefaultConnectTimeout v1alpha1.Duration = "250ms"
+)
+
+// MergeTraffic merges policies field by field, the first layer that sets a field
+// winning (the caller's upstreams[].traffic, the callee's spec.traffic, the mesh's
+// defaults), then applies the built-in defaults: RoundRobin and connectTimeout 250ms.
+// Nested policies merge per field too, so a caller that sets only retries.attempts
+// keeps the callee's retries.perTryTimeout. Nil layers are skipped. The result
+// shares no memory with the layers.
+func MergeTraffic(layers ...*v1alpha1.TrafficPolicy) v1alpha1.TrafficPolicy {
+	var out v1alpha1.TrafficPolicy
+	for _, l := range layers {
+		if l == nil {
+			continue
+		}
+		fillString(&out.LoadBalancer, l.LoadBalancer)
+		fill(&out.ConnectTimeout, l.ConnectTimeout)
+		fill(&out.Timeout, l.Timeout)
+		if r := l.Retries; r != nil {
+			out.Retries = orNew(out.Retries)
+			fill(&out.Retries.Attempts, r.Attempts)
+			fill(&out.Retries.PerTryTimeout, r.PerTryTimeout)
+			fillString(&out.Retries.RetryOn, r.RetryOn)
+		}
+		if cb := l.CircuitBreaker; cb != nil {
+			out.CircuitBreaker = orNew(out.CircuitBreaker)
+			fill(&out.CircuitBreaker.MaxConnections, cb.MaxConnections)
+			fill(&out.CircuitBreaker.MaxPendingRequests, cb.MaxPendingRequests)
+			fill(&out.CircuitBreaker.MaxRequests, cb.MaxRequests)
+			fill(&out.CircuitBreaker.MaxRetries, cb.MaxRetries)
+		}
+		if od := l.OutlierDetection; od != nil {
+			out.OutlierDetection = orNew(out.OutlierDetection)
+			fill(&out.OutlierDetection.Consecutive5xx, od.Consecutive5xx)
+			fill(&out.OutlierDetection.Interval, od.Interval)
+			fill(&out.OutlierDetection.BaseEjectionTime, od.BaseEjectionTime)
+			fill(&out.OutlierDetection.MaxEjectionPercent, od.MaxEjectionPercent)
+		}
+		if hc := l.HealthCheck; hc != nil {
+			out.HealthCheck = orNew(out.HealthCheck)
+			fillString(&out.HealthCheck.Path, hc.Path)
+			fill(&out.HealthCheck.Interval, hc.Interval)
+			fill(&out.HealthCheck.Timeout, hc.Timeout)
+			fill(&out.HealthCheck.HealthyThreshold, hc.HealthyThreshold)
+			fill(&out.HealthCheck.UnhealthyThreshold, hc.UnhealthyThreshold)
+		}
+	}
+	fillString(&out.LoadBalancer, DefaultLoadBalancer)
+	fill(&out.ConnectTimeout, new(DefaultConnectTimeout))
+	return out
+}
+
+// fill sets an unset pointer field to a copy of src, so the result never aliases a layer.
+func fill[T any](dst **T, src *T) {
+	if *dst == nil && src != nil {
+		v := *src
+		*dst = &v
+	}
+}
+
+func fillString[T ~string](dst *T, src T) {
+	if *dst == "" {
+		*dst = src
+	}
+}
+
+func orNew[T any](p *T) *T {
+	if p == nil {
+		return new(T)
+	}
+	return p
+}
