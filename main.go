@@ -6,12 +6,17 @@ import (
 	"flag"
 	"os"
 	"strings"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -19,6 +24,7 @@ import (
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 	"github.com/envoymesh/envoymesh-operator/controllers"
 	"github.com/envoymesh/envoymesh-operator/internal/objects"
+	"github.com/envoymesh/envoymesh-operator/internal/prober"
 )
 
 // DefaultEnvoyImage is the sidecar image when neither the mesh nor the service set one.
@@ -36,13 +42,15 @@ func init() {
 
 func main() {
 	var (
-		metricsAddr, probeAddr    string
-		enableLeaderElection      bool
-		envoyImage, clusterDomain string
-		maxConcurrentReconciles   int
-		kubeAPIQPS                float64
-		kubeAPIBurst              int
-		watchNamespaces           string
+		metricsAddr, probeAddr      string
+		enableLeaderElection        bool
+		envoyImage, clusterDomain   string
+		maxConcurrentReconciles     int
+		kubeAPIQPS                  float64
+		kubeAPIBurst                int
+		watchNamespaces             string
+		probeInterval, probeTimeout time.Duration
+		probeConcurrency            int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "The address the metric endpoint binds to.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
@@ -55,6 +63,9 @@ func main() {
 	flag.IntVar(&kubeAPIBurst, "kube-api-burst", 100, "Burst of queries to the API server.")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", os.Getenv("WATCH_NAMESPACE"),
 		"Comma-separated namespaces to watch; empty watches all. Defaults to $WATCH_NAMESPACE, which OLM sets from the OperatorGroup.")
+	flag.DurationVar(&probeInterval, "probe-interval", prober.DefaultInterval, "How often every sidecar's admin API is probed.")
+	flag.DurationVar(&probeTimeout, "probe-timeout", prober.DefaultTimeout, "How long one sidecar's probe may take before it counts as unreachable.")
+	flag.IntVar(&probeConcurrency, "probe-concurrency", prober.DefaultConcurrency, "How many sidecars are probed at once.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -70,10 +81,22 @@ func main() {
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         enableLeaderElection,
 		LeaderElectionID:       "envoymesh-operator.mesh.envoymesh.io",
-		Cache:                  cache.Options{DefaultNamespaces: namespaceConfig(watchNamespaces)},
+		Cache: cache.Options{
+			DefaultNamespaces: namespaceConfig(watchNamespaces),
+			// The prober only needs meshed pods; caching every pod would cost memory.
+			ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: meshedPods()}},
+		},
 	})
 	if err != nil {
 		setupLog.Error(err, "unable to create manager")
+		os.Exit(1)
+	}
+
+	sidecars := prober.New(mgr.GetClient(), nil, prober.Options{
+		Interval: probeInterval, Timeout: probeTimeout, Concurrency: probeConcurrency,
+	})
+	if err := mgr.Add(sidecars); err != nil {
+		setupLog.Error(err, "unable to add the sidecar prober")
 		os.Exit(1)
 	}
 
@@ -83,6 +106,8 @@ func main() {
 		ClusterDomain:           clusterDomain,
 		DefaultSidecar:          objects.DefaultSidecar(envoyImage),
 		MaxConcurrentReconciles: maxConcurrentReconciles,
+		Sidecars:                sidecars,
+		SidecarEvents:           sidecars.Events(),
 	}).SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "unable to create controller", "controller", "MeshService")
 		os.Exit(1)
@@ -102,6 +127,13 @@ func main() {
 		setupLog.Error(err, "problem running manager")
 		os.Exit(1)
 	}
+}
+
+// meshedPods selects the pods that carry a MeshService's label.
+func meshedPods() labels.Selector {
+	req, err := labels.NewRequirement(objects.ServiceLabel, selection.Exists, nil)
+	utilruntime.Must(err)
+	return labels.NewSelector().Add(*req)
 }
 
 // namespaceConfig turns "a,b" into the cache's per-namespace config; empty means

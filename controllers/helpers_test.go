@@ -11,11 +11,13 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	. "github.com/onsi/gomega"
 	"google.golang.org/protobuf/encoding/protojson"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -176,3 +178,20 @@ func eventReasons(ns, name string) func() []string {
 		return out
 	}
 }
+
+// markDeploymentAvailable plays the Deployment controller, which envtest does not run.
+func markDeploymentAvailable(ns, name string) {
+	dep := &appsv1.Deployment{}
+	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, dep)).To(Succeed())
+	n := ptr.Deref(dep.Spec.Replicas, 1)
+	dep.Status = appsv1.DeploymentStatus{
+		ObservedGeneration: dep.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n,
+		Conditions: []appsv1.DeploymentCondition{{
+			Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable",
+			LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now(),
+		}},
+	}
+	ExpectWithOffset(1, k8sClient.Status().Update(ctx, dep)).To(Succeed())
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 	"github.com/envoymesh/envoymesh-operator/internal/envoyconfig"
@@ -46,6 +48,10 @@ type MeshServiceReconciler struct {
 	ClusterDomain string
 	// DefaultSidecar applies where neither the mesh nor the MeshService set a field.
 	DefaultSidecar objects.Sidecar
+	// Sidecars, when set, supplies what the prober observed of each sidecar, and
+	// SidecarEvents names the MeshServices whose observations changed.
+	Sidecars      ObservationSource
+	SidecarEvents <-chan event.GenericEvent
 	// MaxConcurrentReconciles bounds parallel reconciles (0 means controller-runtime's default).
 	MaxConcurrentReconciles int
 }
@@ -55,6 +61,7 @@ type MeshServiceReconciler struct {
 // +kubebuilder:rbac:groups=mesh.envoymesh.io,resources=servicemeshes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile converges one MeshService.
@@ -115,7 +122,18 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Get(ctx, req.NamespacedName, dep); client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, err
 	}
-	st.deployment(dep)
+	ready := st.deployment(dep)
+	if r.Sidecars != nil {
+		sc := st.sidecars(r.Sidecars.Observations(req.NamespacedName))
+		if ready && !sc.allSynced {
+			st.setCondition(meshv1alpha1.ConditionReady, false, ReasonSidecarsNotReady,
+				fmt.Sprintf("%d/%d sidecars live and on config version %s", sc.counts.Synced, sc.counts.Total, cfg.ConfigVersion))
+		}
+		if st.newlyRejected(ms.Status.Conditions) {
+			r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, ReasonRejected, "Probe", "%s",
+				meta.FindStatusCondition(st.status.Conditions, meshv1alpha1.ConditionConfigSynced).Message)
+		}
+	}
 	st.succeeded()
 	return ctrl.Result{}, r.writeStatus(ctx, ms, st)
 }
@@ -270,7 +288,7 @@ func (r *MeshServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&meshv1alpha1.MeshService{}).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
@@ -285,6 +303,9 @@ func (r *MeshServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&meshv1alpha1.ServiceMesh{}, handler.EnqueueRequestsFromMapFunc(r.membersOf),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		WithOptions(controllerOptions(r.MaxConcurrentReconciles)).
-		Complete(r)
+		WithOptions(controllerOptions(r.MaxConcurrentReconciles))
+	if r.SidecarEvents != nil {
+		b = b.WatchesRawSource(source.Channel(r.SidecarEvents, &handler.EnqueueRequestForObject{}))
+	}
+	return b.Complete(r)
 }

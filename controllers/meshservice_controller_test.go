@@ -30,21 +30,6 @@ var _ = Describe("MeshService controller", func() {
 		SetDefaultConsistentlyPollingInterval(250 * time.Millisecond)
 	})
 
-	// markAvailable plays the Deployment controller, which envtest does not run.
-	markAvailable := func(name string) {
-		dep := &appsv1.Deployment{}
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, dep)).To(Succeed())
-		n := ptr.Deref(dep.Spec.Replicas, 1)
-		dep.Status = appsv1.DeploymentStatus{
-			ObservedGeneration: dep.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n,
-			Conditions: []appsv1.DeploymentCondition{{
-				Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable",
-				LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now(),
-			}},
-		}
-		Expect(k8sClient.Status().Update(ctx, dep)).To(Succeed())
-	}
-
 	It("turns the seed mesh into the article's listeners, clusters, Services and Deployments", func() {
 		for _, ms := range seedMesh(ns) {
 			Expect(k8sClient.Create(ctx, ms)).To(Succeed())
@@ -140,11 +125,12 @@ var _ = Describe("MeshService controller", func() {
 			Expect(obj.GetOwnerReferences()[0].BlockOwnerDeletion).To(HaveValue(BeTrue()))
 		}
 
-		By("Ready follows the Deployment's availability")
+		By("Ready waits for the Deployment, then for the sidecars (no pod runs here; see the sidecar specs)")
 		Expect(conditionOf(ns, "service-a", meshv1alpha1.ConditionReady)()).To(Equal("False/Progressing"))
-		markAvailable("service-a")
-		Eventually(conditionOf(ns, "service-a", meshv1alpha1.ConditionReady)).Should(Equal("True/Available"))
+		markDeploymentAvailable(ns, "service-a")
+		Eventually(conditionOf(ns, "service-a", meshv1alpha1.ConditionReady)).Should(Equal("False/SidecarsNotReady"))
 		Expect(getMeshService(ns, "service-a").Status.Ready).To(Equal("2/2"))
+		Expect(conditionOf(ns, "service-a", meshv1alpha1.ConditionConfigSynced)()).To(Equal("Unknown/NoSidecars"))
 
 		By("no status write when nothing changed")
 		rv := getMeshService(ns, "service-a").ResourceVersion

@@ -43,6 +43,10 @@ func (b *statusBuilder) setCondition(t string, ok bool, reason, msg string) {
 	if ok {
 		s = metav1.ConditionTrue
 	}
+	b.setConditionStatus(t, s, reason, msg)
+}
+
+func (b *statusBuilder) setConditionStatus(t string, s metav1.ConditionStatus, reason, msg string) {
 	meta.SetStatusCondition(&b.status.Conditions, metav1.Condition{
 		Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: b.ms.Generation,
 	})
@@ -84,11 +88,11 @@ func findUpstreamStatus(list []meshv1alpha1.UpstreamStatus, key types.Namespaced
 func (b *statusBuilder) configVersion(v string) { b.status.ConfigVersion = v }
 
 // deployment reports replicas and readiness from the Deployment: Ready is its
-// Available condition with every desired replica ready.
-func (b *statusBuilder) deployment(dep *appsv1.Deployment) {
+// Available condition with every desired replica ready. It returns that readiness.
+func (b *statusBuilder) deployment(dep *appsv1.Deployment) bool {
 	if dep.Name == "" {
 		b.setCondition(meshv1alpha1.ConditionReady, false, ReasonDeploymentNotFound, "the Deployment is being created")
-		return
+		return false
 	}
 	want := ptr.Deref(dep.Spec.Replicas, 1)
 	b.status.Replicas = dep.Status.Replicas
@@ -105,10 +109,11 @@ func (b *statusBuilder) deployment(dep *appsv1.Deployment) {
 	if available && upToDate && dep.Status.ReadyReplicas >= want {
 		b.setCondition(meshv1alpha1.ConditionReady, true, ReasonAvailable,
 			fmt.Sprintf("%d/%d replicas ready", dep.Status.ReadyReplicas, want))
-		return
+		return true
 	}
 	b.setCondition(meshv1alpha1.ConditionReady, false, ReasonProgressing,
 		fmt.Sprintf("%d/%d replicas ready", dep.Status.ReadyReplicas, want))
+	return false
 }
 
 // failed marks the reconcile as failed: Ready is False with the reason, and

@@ -2,8 +2,10 @@ package controllers
 
 import (
 	"context"
+	"net"
 	"path/filepath"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -18,13 +20,22 @@ import (
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 	"github.com/envoymesh/envoymesh-operator/internal/objects"
+	"github.com/envoymesh/envoymesh-operator/internal/prober"
 )
 
 // These tests run the real controllers against a real kube-apiserver and etcd
 // (envtest). There is no kubelet or controller-manager: the tests play their part
 // (Deployment status, pods) where a scenario needs it.
 
-const testEnvoyImage = "envoyproxy/envoy:distroless-v1.40.0"
+const (
+	testEnvoyImage = "envoyproxy/envoy:distroless-v1.40.0"
+	// probeInterval is short so sidecar changes show within seconds.
+	probeInterval = 300 * time.Millisecond
+)
+
+// statusPort is where the stub sidecars listen, on each pod's loopback IP. A free
+// port rather than 15021 keeps parallel test runs on one machine apart.
+var statusPort int
 
 var (
 	cfg       *rest.Config
@@ -61,11 +72,18 @@ var _ = BeforeSuite(func() {
 		Metrics: metricsserver.Options{BindAddress: "0"},
 	})
 	Expect(err).NotTo(HaveOccurred())
+	statusPort = freePort()
+	sidecars := prober.New(mgr.GetClient(), nil, prober.Options{
+		Interval: probeInterval, Timeout: 500 * time.Millisecond, Concurrency: 8, Port: statusPort,
+	})
+	Expect(mgr.Add(sidecars)).To(Succeed())
 	Expect((&MeshServiceReconciler{
 		Client:         mgr.GetClient(),
 		Recorder:       mgr.GetEventRecorder("envoymesh-operator"),
 		ClusterDomain:  "cluster.local",
 		DefaultSidecar: objects.DefaultSidecar(testEnvoyImage),
+		Sidecars:       sidecars,
+		SidecarEvents:  sidecars.Events(),
 	}).SetupWithManager(mgr)).To(Succeed())
 
 	go func() {
@@ -73,6 +91,13 @@ var _ = BeforeSuite(func() {
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
 })
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
 
 var _ = AfterSuite(func() {
 	cancel()
