@@ -138,8 +138,8 @@ func TestGoldenFilesLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	dirs = append(dirs, more...)
-	if len(dirs) != 4 {
-		t.Fatalf("found %d golden directories, want 4 (seed/service-a,b,c and features): %v", len(dirs), dirs)
+	if len(dirs) != 5 {
+		t.Fatalf("found %d golden directories, want 5 (seed/service-a,b,c, features and gateway): %v", len(dirs), dirs)
 	}
 	for _, boot := range dirs {
 		dir := filepath.Dir(boot)

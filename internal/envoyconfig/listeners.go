@@ -102,9 +102,14 @@ func egressListener(u Upstream) (*listenerv3.Listener, error) {
 // egressRoute sends everything to the upstream's cluster with the request timeout
 // and retries of its traffic policy, the parts of it that live on the route.
 func egressRoute(u Upstream) (*routev3.Route, error) {
-	tp := u.Target.Traffic
+	return trafficRoute(matchAll(), UpstreamClusterName(u.Name, u.Namespace), u.Target.Traffic)
+}
+
+// trafficRoute sends the requests that match to cluster with the parts of a traffic
+// policy that live on the route: the request timeout and the retries.
+func trafficRoute(match *routev3.RouteMatch, cluster string, tp v1alpha1.TrafficPolicy) (*routev3.Route, error) {
 	action := &routev3.RouteAction{
-		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: UpstreamClusterName(u.Name, u.Namespace)},
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
 	}
 	var err error
 	if action.Timeout, err = duration(tp.Timeout, "traffic.timeout"); err != nil {
@@ -123,7 +128,7 @@ func egressRoute(u Upstream) (*routev3.Route, error) {
 		}
 		action.RetryPolicy = rp
 	}
-	return &routev3.Route{Match: matchAll(), Action: &routev3.Route_Route{Route: action}}, nil
+	return &routev3.Route{Match: match, Action: &routev3.Route_Route{Route: action}}, nil
 }
 
 func validListener(l *listenerv3.Listener) (*listenerv3.Listener, error) {
@@ -136,23 +141,29 @@ func validListener(l *listenerv3.Listener) (*listenerv3.Listener, error) {
 // httpConnectionManager is the network filter of every HTTP listener: an inline
 // route table and the router. Both typed configs are validated as they are packed.
 func httpConnectionManager(statPrefix string, rc *routev3.RouteConfiguration) (*listenerv3.Filter, error) {
+	return httpConnectionManagerFilter(&hcmv3.HttpConnectionManager{
+		StatPrefix:     statPrefix,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
+	})
+}
+
+// httpConnectionManagerFilter completes hcm with the codec and the router and packs
+// it, for listeners that need more than httpConnectionManager sets.
+func httpConnectionManagerFilter(hcm *hcmv3.HttpConnectionManager) (*listenerv3.Filter, error) {
 	router, err := pack(&routerv3.Router{})
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
-	hcm, err := pack(&hcmv3.HttpConnectionManager{
-		StatPrefix:     statPrefix,
-		CodecType:      hcmv3.HttpConnectionManager_AUTO,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
-		HttpFilters: []*hcmv3.HttpFilter{{
-			Name:       routerFilterName,
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
-		}},
-	})
+	hcm.CodecType = hcmv3.HttpConnectionManager_AUTO
+	hcm.HttpFilters = []*hcmv3.HttpFilter{{
+		Name:       routerFilterName,
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
+	}}
+	packed, err := pack(hcm)
 	if err != nil {
 		return nil, fmt.Errorf("http_connection_manager: %w", err)
 	}
-	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm}}, nil
+	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: packed}}, nil
 }
 
 func tcpProxy(statPrefix, cluster string) (*listenerv3.Filter, error) {

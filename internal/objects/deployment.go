@@ -78,12 +78,7 @@ func Deployment(ms *meshv1alpha1.MeshService, sc Sidecar, bootstrapHash string) 
 	tmpl.Labels = merge(tmpl.Labels, commonLabels(ms))
 	tmpl.Annotations = merge(tmpl.Annotations, map[string]string{BootstrapHashAnnotation: bootstrapHash})
 	tmpl.Spec.InitContainers = append([]corev1.Container{sidecarContainer(ms, sc)}, tmpl.Spec.InitContainers...)
-	tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, corev1.Volume{
-		Name: ConfigVolumeName,
-		VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-			LocalObjectReference: corev1.LocalObjectReference{Name: ConfigMapName(ms)},
-		}},
-	})
+	tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, configVolume(ConfigMapName(ms)))
 
 	return &appsv1.Deployment{
 		TypeMeta:   typeMeta("apps/v1", "Deployment"),
@@ -96,7 +91,17 @@ func Deployment(ms *meshv1alpha1.MeshService, sc Sidecar, bootstrapHash string) 
 	}
 }
 
+// sidecarContainer is the Envoy container as a native sidecar of the app.
 func sidecarContainer(ms *meshv1alpha1.MeshService, sc Sidecar) corev1.Container {
+	c := envoyContainer(sc, corev1.ContainerPort{Name: PortName(ms.Spec.Protocol), ContainerPort: ms.Spec.ServicePort, Protocol: corev1.ProtocolTCP})
+	c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+	return c
+}
+
+// envoyContainer runs Envoy on the bootstrap in the config volume, exposing port
+// and the status port. Sidecars and gateways share it, so both are probed and
+// locked down the same way.
+func envoyContainer(sc Sidecar, port corev1.ContainerPort) corev1.Container {
 	args := []string{
 		"-c", envoyconfig.MountPath + "/" + envoyconfig.BootstrapFile,
 		"--log-level", sc.LogLevel,
@@ -114,12 +119,11 @@ func sidecarContainer(ms *meshv1alpha1.MeshService, sc Sidecar) corev1.Container
 	startup.FailureThreshold = 120
 
 	return corev1.Container{
-		Name:          SidecarName,
-		Image:         sc.Image,
-		Args:          args,
-		RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
+		Name:  SidecarName,
+		Image: sc.Image,
+		Args:  args,
 		Ports: []corev1.ContainerPort{
-			{Name: PortName(ms.Spec.Protocol), ContainerPort: ms.Spec.ServicePort, Protocol: corev1.ProtocolTCP},
+			port,
 			{Name: statusPortName, ContainerPort: envoyconfig.StatusPort, Protocol: corev1.ProtocolTCP},
 		},
 		Resources:      sc.Resources,
@@ -129,6 +133,16 @@ func sidecarContainer(ms *meshv1alpha1.MeshService, sc Sidecar) corev1.Container
 			Name: ConfigVolumeName, MountPath: envoyconfig.MountPath, ReadOnly: true,
 		}},
 		SecurityContext: RestrictedSecurityContext(),
+	}
+}
+
+// configVolume mounts the ConfigMap named cm as Envoy's config directory.
+func configVolume(cm string) corev1.Volume {
+	return corev1.Volume{
+		Name: ConfigVolumeName,
+		VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: cm},
+		}},
 	}
 }
 

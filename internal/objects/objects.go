@@ -1,6 +1,6 @@
 // Package objects builds the Kubernetes objects the operator writes for a
-// MeshService. Every function is pure: the same inputs give the same object,
-// so server-side apply only changes what really changed.
+// MeshService and for a ServiceMesh's gateway. Every function is pure: the same
+// inputs give the same object, so server-side apply only changes what really changed.
 package objects
 
 import (

@@ -1,0 +1,201 @@
+package envoyconfig
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+)
+
+// GatewayListenPort is the container port the gateway Envoy listens on. Envoy runs
+// as non-root under the restricted Pod Security Standard and cannot bind port 80,
+// so the gateway Service maps spec.gateway.port to this port.
+const GatewayListenPort = 8080
+
+const gatewayListenerName = "gateway"
+
+// Gateway is everything a mesh's gateway (the seed's front Envoy) depends on,
+// already resolved.
+type Gateway struct {
+	Name, Namespace string // the ServiceMesh
+	ListenPort      int32  // the container port Envoy listens on; GatewayFor sets GatewayListenPort
+	Routes          []GatewayRoute
+}
+
+// GatewayRoute is one resolved route of the gateway.
+type GatewayRoute struct {
+	Prefix          string
+	Name, Namespace string  // the target MeshService, Namespace already defaulted to the mesh's
+	Target          *Target // nil when the MeshService does not exist: the route answers 503
+}
+
+// GatewayFor resolves a ServiceMesh into a Gateway: route namespaces default to the
+// mesh's, each Target comes from the MeshServices the caller found (a missing or
+// nil entry leaves Target nil), and traffic merges the target's spec.traffic over
+// the mesh's defaults.
+func GatewayFor(mesh *v1alpha1.ServiceMesh, found map[types.NamespacedName]*v1alpha1.MeshService) Gateway {
+	gw := Gateway{Name: mesh.Name, Namespace: mesh.Namespace, ListenPort: GatewayListenPort}
+	if mesh.Spec.Gateway == nil {
+		return gw
+	}
+	for _, r := range mesh.Spec.Gateway.Routes {
+		route := GatewayRoute{Prefix: r.Prefix, Name: r.Service, Namespace: r.Namespace}
+		if route.Namespace == "" {
+			route.Namespace = mesh.Namespace
+		}
+		if ms := found[types.NamespacedName{Namespace: route.Namespace, Name: route.Name}]; ms != nil {
+			route.Target = &Target{
+				ServicePort: ms.Spec.ServicePort,
+				Protocol:    ms.Spec.Protocol,
+				Traffic:     MergeTraffic(ms.Spec.Traffic, mesh.Spec.Defaults),
+			}
+		}
+		gw.Routes = append(gw.Routes, route)
+	}
+	return gw
+}
+
+// BuildGateway builds, validates and renders the gateway's config: the same
+// bootstrap as a sidecar's, one listener on 0.0.0.0:ListenPort that routes by
+// path prefix, longest first, and one cluster per target MeshService. The same
+// inputs always give byte-identical output, whatever the order of gw.Routes.
+func BuildGateway(gw Gateway, opts Options) (*Output, error) {
+	if err := checkGateway(gw); err != nil {
+		return nil, err
+	}
+	if opts.ClusterDomain == "" {
+		opts.ClusterDomain = DefaultClusterDomain
+	}
+	routes := slices.Clone(gw.Routes)
+	slices.SortFunc(routes, func(a, b GatewayRoute) int {
+		return cmp.Or(cmp.Compare(len(b.Prefix), len(a.Prefix)), strings.Compare(a.Prefix, b.Prefix))
+	})
+
+	name := gw.Name + "-gateway"
+	boot, err := Bootstrap(name+"."+gw.Namespace, name)
+	if err != nil {
+		return nil, err
+	}
+
+	var envoyRoutes []*routev3.Route
+	clusters := map[string]*clusterv3.Cluster{}
+	for _, r := range routes {
+		route, c, err := gatewayRoute(r, opts.ClusterDomain)
+		if err != nil {
+			return nil, fmt.Errorf("gateway route %q: %w", r.Prefix, err)
+		}
+		envoyRoutes = append(envoyRoutes, route)
+		if c == nil {
+			continue
+		}
+		// Routes to one MeshService share its cluster, so they must agree on it.
+		if prev, ok := clusters[c.Name]; ok && !proto.Equal(prev, c) {
+			return nil, fmt.Errorf("gateway route %q: MeshService %s/%s has a different target on another route", r.Prefix, r.Namespace, r.Name)
+		}
+		clusters[c.Name] = c
+	}
+	// Without a "/" route, a request that matches no prefix gets a 404 that says
+	// why, rather than Envoy's empty one.
+	if !slices.ContainsFunc(routes, func(r GatewayRoute) bool { return r.Prefix == "/" }) {
+		envoyRoutes = append(envoyRoutes, &routev3.Route{
+			Match:  matchAll(),
+			Action: directResponse(404, "envoymesh: no gateway route matches this path\n"),
+		})
+	}
+
+	listener, err := gatewayListener(gw.ListenPort, envoyRoutes)
+	if err != nil {
+		return nil, err
+	}
+	// Sorted by name, so a route change that keeps the targets leaves cds.yaml alone.
+	sorted := slices.SortedFunc(maps.Values(clusters), func(a, b *clusterv3.Cluster) int { return strings.Compare(a.Name, b.Name) })
+	return render(boot, []*listenerv3.Listener{listener}, sorted)
+}
+
+// checkGateway rejects what Envoy would refuse or misroute: a listen port that is
+// invalid or reserved, and a prefix that is empty, relative or repeated (the
+// second copy could never match, and route order would depend on input order).
+func checkGateway(gw Gateway) error {
+	if gw.Name == "" || gw.Namespace == "" {
+		return fmt.Errorf("gateway name and namespace must be set, got %q/%q", gw.Namespace, gw.Name)
+	}
+	if gw.ListenPort < 1 || gw.ListenPort > 65535 {
+		return fmt.Errorf("gateway listen port %d is not a valid port", gw.ListenPort)
+	}
+	if gw.ListenPort == AdminPort || gw.ListenPort == StatusPort {
+		return fmt.Errorf("gateway listen port %d is reserved for Envoy", gw.ListenPort)
+	}
+	prefixes := map[string]bool{}
+	for _, r := range gw.Routes {
+		if !strings.HasPrefix(r.Prefix, "/") {
+			return fmt.Errorf("gateway route prefix %q must start with /", r.Prefix)
+		}
+		if prefixes[r.Prefix] {
+			return fmt.Errorf("gateway route prefix %q is listed twice", r.Prefix)
+		}
+		prefixes[r.Prefix] = true
+		if r.Name == "" || r.Namespace == "" {
+			return fmt.Errorf("gateway route %q: service name and namespace must be set, got %q/%q", r.Prefix, r.Namespace, r.Name)
+		}
+		if t := r.Target; t != nil {
+			if t.ServicePort < 1 || t.ServicePort > 65535 {
+				return fmt.Errorf("gateway route %q: MeshService %s/%s servicePort %d is not a valid port", r.Prefix, r.Namespace, r.Name, t.ServicePort)
+			}
+			if t.Protocol == v1alpha1.ProtocolTCP {
+				return fmt.Errorf("gateway route %q: MeshService %s/%s speaks TCP, but a gateway route is HTTP; route only to HTTP, HTTP2 or GRPC services", r.Prefix, r.Namespace, r.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// gatewayRoute is the route of r and, when its target exists, the target's
+// cluster: the same STRICT_DNS cluster a sidecar uses to call that MeshService.
+func gatewayRoute(r GatewayRoute, clusterDomain string) (*routev3.Route, *clusterv3.Cluster, error) {
+	match := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: r.Prefix}}
+	if r.Target == nil {
+		body := fmt.Sprintf("envoymesh: MeshService %q in namespace %q does not exist\n", r.Name, r.Namespace)
+		return &routev3.Route{Match: match, Action: directResponse(503, body)}, nil, nil
+	}
+	route, err := trafficRoute(match, UpstreamClusterName(r.Name, r.Namespace), r.Target.Traffic)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := upstreamCluster(Upstream{Name: r.Name, Namespace: r.Namespace, Target: r.Target}, clusterDomain)
+	if err != nil {
+		return nil, nil, err
+	}
+	return route, c, nil
+}
+
+// gatewayListener is the edge listener. As an edge proxy it trusts only the
+// connection's peer address for the client (use_remote_address) and generates
+// x-request-id, as the seed's front Envoy does, so requests can be traced
+// through the sidecars.
+func gatewayListener(port int32, routes []*routev3.Route) (*listenerv3.Listener, error) {
+	hcm, err := httpConnectionManagerFilter(&hcmv3.HttpConnectionManager{
+		StatPrefix:        gatewayListenerName,
+		RouteSpecifier:    &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(gatewayListenerName, routes)},
+		GenerateRequestId: wrapperspb.Bool(true),
+		UseRemoteAddress:  wrapperspb.Bool(true),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", gatewayListenerName, err)
+	}
+	return validListener(&listenerv3.Listener{
+		Name:         gatewayListenerName,
+		Address:      socketAddress(anyAddress, port),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcm}}},
+	})
+}
