@@ -113,6 +113,16 @@ func main() {
 		os.Exit(1)
 	}
 
+	if err := (&controllers.ServiceMeshReconciler{
+		Client:         mgr.GetClient(),
+		Recorder:       mgr.GetEventRecorder("envoymesh-operator"),
+		ClusterDomain:  clusterDomain,
+		DefaultSidecar: objects.DefaultSidecar(envoyImage),
+	}).SetupWithManager(mgr); err != nil {
+		setupLog.Error(err, "unable to create controller", "controller", "ServiceMesh")
+		os.Exit(1)
+	}
+
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		setupLog.Error(err, "unable to set up health check")
 		os.Exit(1)

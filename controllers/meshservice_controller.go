@@ -134,6 +134,9 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 				meta.FindStatusCondition(st.status.Conditions, meshv1alpha1.ConditionConfigSynced).Message)
 		}
 	}
+	if mesh == nil {
+		st.noteMissingMesh()
+	}
 	st.succeeded()
 	return ctrl.Result{}, r.writeStatus(ctx, ms, st)
 }

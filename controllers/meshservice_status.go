@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -120,6 +121,19 @@ func (b *statusBuilder) deployment(dep *appsv1.Deployment) bool {
 // observedGeneration stays at the last successful generation.
 func (b *statusBuilder) failed(reason, msg string) {
 	b.setCondition(meshv1alpha1.ConditionReady, false, reason, msg)
+}
+
+// noteMissingMesh says in the Ready message that the named ServiceMesh does not
+// exist and built-in defaults apply: worth knowing, but not an error.
+func (b *statusBuilder) noteMissingMesh() {
+	c := meta.FindStatusCondition(b.status.Conditions, meshv1alpha1.ConditionReady)
+	if c == nil {
+		return
+	}
+	note := fmt.Sprintf("; ServiceMesh %q not found, built-in defaults apply", b.ms.Spec.Mesh)
+	if !strings.HasSuffix(c.Message, note) {
+		b.setConditionStatus(c.Type, c.Status, c.Reason, c.Message+note)
+	}
 }
 
 func (b *statusBuilder) succeeded() { b.status.ObservedGeneration = b.ms.Generation }

@@ -85,6 +85,12 @@ var _ = BeforeSuite(func() {
 		Sidecars:       sidecars,
 		SidecarEvents:  sidecars.Events(),
 	}).SetupWithManager(mgr)).To(Succeed())
+	Expect((&ServiceMeshReconciler{
+		Client:         mgr.GetClient(),
+		Recorder:       mgr.GetEventRecorder("envoymesh-operator"),
+		ClusterDomain:  "cluster.local",
+		DefaultSidecar: objects.DefaultSidecar(testEnvoyImage),
+	}).SetupWithManager(mgr)).To(Succeed())
 
 	go func() {
 		defer GinkgoRecover()

@@ -47,7 +47,7 @@ type Gateway struct {
 	ServiceType corev1.ServiceType `json:"serviceType,omitempty"`
 
 	// routes send requests by path prefix to MeshServices; the longest prefix wins.
-	// +kubebuilder:validation:MaxItems=128
+	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:XValidation:rule="self.all(r, self.filter(s, s.prefix == r.prefix).size() == 1)",message="spec.gateway.routes[].prefix must be unique"
 	// +listType=atomic
 	// +optional
@@ -58,7 +58,7 @@ type Gateway struct {
 type GatewayRoute struct {
 	// prefix of the request path, starting with "/".
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="spec.gateway.routes[].prefix must start with /"
 	Prefix string `json:"prefix"`
 

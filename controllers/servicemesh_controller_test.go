@@ -1,0 +1,282 @@
+package controllers
+
+import (
+	"os"
+	"path/filepath"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+	"github.com/envoymesh/envoymesh-operator/internal/objects"
+)
+
+// seedServiceMesh reads the seed's ServiceMesh (with its front gateway) from config/samples.
+func seedServiceMesh(ns string) *meshv1alpha1.ServiceMesh {
+	data, err := os.ReadFile(filepath.Join("..", "config", "samples", "mesh_v1alpha1_servicemesh.yaml"))
+	Expect(err).NotTo(HaveOccurred())
+	mesh := &meshv1alpha1.ServiceMesh{}
+	Expect(yaml.UnmarshalStrict(data, mesh)).To(Succeed())
+	mesh.Namespace = ns
+	return mesh
+}
+
+func getServiceMesh(ns, name string) *meshv1alpha1.ServiceMesh {
+	mesh := &meshv1alpha1.ServiceMesh{}
+	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, mesh)).To(Succeed())
+	return mesh
+}
+
+func meshCondition(ns, name, t string) func() string {
+	return func() string {
+		mesh := &meshv1alpha1.ServiceMesh{}
+		if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, mesh); err != nil {
+			return err.Error()
+		}
+		for _, c := range mesh.Status.Conditions {
+			if c.Type == t {
+				return string(c.Status) + "/" + c.Reason
+			}
+		}
+		return "<none>"
+	}
+}
+
+// gatewayRoutes parses the gateway ConfigMap: route prefix to cluster name, or
+// to "503" for a direct response.
+func gatewayRoutes(cm *corev1.ConfigMap) map[string]string {
+	_, ls := listeners(cm)
+	l := ls["gateway"]
+	ExpectWithOffset(1, l).NotTo(BeNil())
+	hcm := &hcmv3.HttpConnectionManager{}
+	ExpectWithOffset(1, l.FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(hcm)).To(Succeed())
+	ExpectWithOffset(1, hcm.GetGenerateRequestId().GetValue()).To(BeTrue(), "x-request-id generated as in the seed")
+	out := map[string]string{}
+	for _, r := range hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes() {
+		switch {
+		case r.GetRoute() != nil:
+			out[r.GetMatch().GetPrefix()] = r.GetRoute().GetCluster()
+		case r.GetDirectResponse() != nil && r.GetDirectResponse().GetStatus() == 503:
+			out[r.GetMatch().GetPrefix()] = "503"
+		}
+	}
+	return out
+}
+
+var _ = Describe("ServiceMesh controller", func() {
+	var ns string
+	BeforeEach(func() {
+		ns = newNamespace()
+		SetDefaultEventuallyTimeout(20 * time.Second)
+		SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	})
+
+	It("runs the seed's front Envoy routing / to service-a's sidecar port", func() {
+		Expect(k8sClient.Create(ctx, seedServiceMesh(ns))).To(Succeed())
+		for _, ms := range seedMesh(ns) {
+			Expect(k8sClient.Create(ctx, ms)).To(Succeed())
+		}
+
+		var cm *corev1.ConfigMap
+		Eventually(func(g Gomega) {
+			var err error
+			cm, err = get(&corev1.ConfigMap{}, ns, "default-gateway-envoy")()
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(gatewayRoutes(cm)).To(Equal(map[string]string{"/": "out.service-a." + ns}))
+		}).Should(Succeed())
+		_, cs := clusters(cm)
+		target := cs["out.service-a."+ns]
+		Expect(dnsEndpoints(target)).To(Equal([]string{"service-a." + ns + ".svc.cluster.local:8786"}))
+		Expect(target.GetType()).To(Equal(clusterv3.Cluster_STRICT_DNS))
+		Expect(target.GetConnectTimeout().AsDuration()).To(Equal(250 * time.Millisecond))
+		_, ls := listeners(cm)
+		Expect(listenerOn(ls, "0.0.0.0", 8080)).NotTo(BeNil())
+
+		By("a gateway Deployment running Envoy as its only container, restricted")
+		dep := &appsv1.Deployment{}
+		Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default-gateway"}, dep) }).Should(Succeed())
+		Expect(dep.Spec.Template.Spec.Containers).To(HaveLen(1))
+		Expect(dep.Spec.Template.Spec.InitContainers).To(BeEmpty())
+		Expect(dep.Spec.Template.Spec.Containers[0].Image).To(Equal(testEnvoyImage))
+		Expect(dep.Spec.Template.Spec.SecurityContext.RunAsNonRoot).To(HaveValue(BeTrue()))
+		mesh := getServiceMesh(ns, "default")
+		Expect(metav1.IsControlledBy(dep, mesh)).To(BeTrue())
+
+		By("a ClusterIP Service on port 80 to Envoy's 8080")
+		svc := &corev1.Service{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default-gateway"}, svc)).To(Succeed())
+		Expect(svc.Spec.Type).To(Equal(corev1.ServiceTypeClusterIP))
+		Expect(svc.Spec.Ports[0].Port).To(BeEquivalentTo(80))
+		Expect(svc.Spec.Ports[0].TargetPort.IntValue()).To(Equal(8080))
+
+		By("status: members, gateway address, Ready once the gateway and members are")
+		Eventually(func(g Gomega) {
+			st := getServiceMesh(ns, "default").Status
+			g.Expect(st.Services).To(BeEquivalentTo(3))
+			g.Expect(st.Gateway).NotTo(BeNil())
+			g.Expect(st.Gateway.Address).To(Equal(svc.Spec.ClusterIP))
+			g.Expect(st.ObservedGeneration).To(BeEquivalentTo(1))
+		}).Should(Succeed())
+		Expect(meshCondition(ns, "default", meshv1alpha1.ConditionReady)()).To(Equal("False/Progressing"))
+		Expect(meshCondition(ns, "default", ConditionRoutesResolved)()).To(Equal("True/Resolved"))
+		markDeploymentAvailable(ns, "default-gateway")
+		Eventually(func() int32 { return getServiceMesh(ns, "default").Status.Gateway.ReadyReplicas }).Should(BeEquivalentTo(1))
+		// The members wait for sidecars no pod runs here, so the mesh waits for them.
+		Eventually(meshCondition(ns, "default", meshv1alpha1.ConditionReady)).Should(Equal("False/Progressing"))
+	})
+
+	It("answers 503 for a route to a missing MeshService and follows the target's port without restarting", func() {
+		mesh := seedServiceMesh(ns)
+		mesh.Spec.Gateway.Routes = append(mesh.Spec.Gateway.Routes, meshv1alpha1.GatewayRoute{Prefix: "/b", Service: "service-b"})
+		Expect(k8sClient.Create(ctx, mesh)).To(Succeed())
+		Expect(k8sClient.Create(ctx, meshService(ns, "service-a", 8081, 8786))).To(Succeed())
+
+		Eventually(meshCondition(ns, "default", ConditionRoutesResolved)).Should(Equal("False/RouteNotFound"))
+		Eventually(func() map[string]string {
+			cm, err := get(&corev1.ConfigMap{}, ns, "default-gateway-envoy")()
+			if err != nil {
+				return nil
+			}
+			return gatewayRoutes(cm)
+		}).Should(Equal(map[string]string{"/": "out.service-a." + ns, "/b": "503"}))
+		dep := &appsv1.Deployment{}
+		Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default-gateway"}, dep) }).Should(Succeed())
+		hash := dep.Spec.Template.Annotations[objects.BootstrapHashAnnotation]
+
+		By("service-a moving to another servicePort reaches the gateway's clusters")
+		a := getMeshService(ns, "service-a")
+		a.Spec.ServicePort = 9786
+		Expect(k8sClient.Update(ctx, a)).To(Succeed())
+		Eventually(func() []string {
+			cm, _ := get(&corev1.ConfigMap{}, ns, "default-gateway-envoy")()
+			_, cs := clusters(cm)
+			return dnsEndpoints(cs["out.service-a."+ns])
+		}).Should(Equal([]string{"service-a." + ns + ".svc.cluster.local:9786"}))
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default-gateway"}, dep)).To(Succeed())
+		Expect(dep.Spec.Template.Annotations[objects.BootstrapHashAnnotation]).To(Equal(hash))
+
+		By("creating the missing service resolves its route")
+		Expect(k8sClient.Create(ctx, meshService(ns, "service-b", 8082, 8789))).To(Succeed())
+		Eventually(meshCondition(ns, "default", ConditionRoutesResolved)).Should(Equal("True/Resolved"))
+	})
+
+	It("applies mesh-wide sidecar and traffic defaults to its members and follows their changes", func() {
+		mesh := &meshv1alpha1.ServiceMesh{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"},
+			Spec: meshv1alpha1.ServiceMeshSpec{
+				Sidecar:  &meshv1alpha1.SidecarSettings{Image: "envoy:mesh", LogLevel: "debug"},
+				Defaults: &meshv1alpha1.TrafficPolicy{ConnectTimeout: ptr.To(meshv1alpha1.Duration("2s"))},
+			},
+		}
+		Expect(k8sClient.Create(ctx, mesh)).To(Succeed())
+		Expect(k8sClient.Create(ctx, meshService(ns, "callee", 8080, 8001))).To(Succeed())
+		caller := meshService(ns, "caller", 8080, 8002, meshv1alpha1.Upstream{Name: "callee", LocalPort: 9001})
+		caller.Spec.Sidecar = &meshv1alpha1.SidecarSettings{LogLevel: "warning"}
+		Expect(k8sClient.Create(ctx, caller)).To(Succeed())
+
+		sidecarOf := func() corev1.Container {
+			dep, err := get(&appsv1.Deployment{}, ns, "caller")()
+			if err != nil || len(dep.Spec.Template.Spec.InitContainers) == 0 {
+				return corev1.Container{}
+			}
+			return dep.Spec.Template.Spec.InitContainers[0]
+		}
+		connectTimeout := func() time.Duration {
+			cm, err := envoyConfig(ns, "caller")()
+			if err != nil {
+				return 0
+			}
+			_, cs := clusters(cm)
+			return cs["out.callee."+ns].GetConnectTimeout().AsDuration()
+		}
+		Eventually(func() string { return sidecarOf().Image }).Should(Equal("envoy:mesh"))
+		Expect(sidecarOf().Args).To(ContainElement("warning"), "the service's logLevel wins over the mesh's")
+		Eventually(connectTimeout).Should(Equal(2 * time.Second))
+
+		By("the callee's own traffic policy wins over the mesh default")
+		callee := getMeshService(ns, "callee")
+		callee.Spec.Traffic = &meshv1alpha1.TrafficPolicy{ConnectTimeout: ptr.To(meshv1alpha1.Duration("1s"))}
+		Expect(k8sClient.Update(ctx, callee)).To(Succeed())
+		Eventually(connectTimeout).Should(Equal(1 * time.Second))
+
+		By("changing the mesh re-reconciles its members")
+		mesh = getServiceMesh(ns, "default")
+		mesh.Spec.Sidecar.Image = "envoy:mesh2"
+		Expect(k8sClient.Update(ctx, mesh)).To(Succeed())
+		Eventually(func() string { return sidecarOf().Image }).Should(Equal("envoy:mesh2"))
+		Eventually(func() int32 { return getServiceMesh(ns, "default").Status.Services }).Should(BeEquivalentTo(2))
+	})
+
+	It("uses built-in defaults, and says so, when the named mesh does not exist", func() {
+		ms := meshService(ns, "alone", 8080, 8001)
+		ms.Spec.Mesh = "nowhere"
+		Expect(k8sClient.Create(ctx, ms)).To(Succeed())
+		Eventually(func() string {
+			c := condition(getMeshService(ns, "alone"), meshv1alpha1.ConditionReady)
+			if c == nil {
+				return ""
+			}
+			return c.Message
+		}).Should(ContainSubstring(`ServiceMesh "nowhere" not found, built-in defaults apply`))
+		Expect(getMeshService(ns, "alone").Status.ObservedGeneration).To(BeEquivalentTo(1))
+		dep, err := get(&appsv1.Deployment{}, ns, "alone")()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(dep.Spec.Template.Spec.InitContainers[0].Image).To(Equal(testEnvoyImage))
+	})
+
+	It("removes the gateway it owns when the gateway is disabled", func() {
+		Expect(k8sClient.Create(ctx, seedServiceMesh(ns))).To(Succeed())
+		Eventually(func() error { _, err := get(&appsv1.Deployment{}, ns, "default-gateway")(); return err }).Should(Succeed())
+		mesh := getServiceMesh(ns, "default")
+		mesh.Spec.Gateway.Enabled = false
+		Expect(k8sClient.Update(ctx, mesh)).To(Succeed())
+		for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}} {
+			Eventually(func() bool {
+				return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default-gateway"}, obj))
+			}).Should(BeTrue(), "%T removed", obj)
+		}
+		Eventually(func() *meshv1alpha1.GatewayStatus { return getServiceMesh(ns, "default").Status.Gateway }).Should(BeNil())
+	})
+})
+
+var _ = Describe("ServiceMesh validation", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	DescribeTable("rejects",
+		func(mutate func(*meshv1alpha1.ServiceMesh), field, message string) {
+			mesh := seedServiceMesh(ns)
+			mutate(mesh)
+			err := k8sClient.Create(ctx, mesh)
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
+			Expect(err.Error()).To(ContainSubstring(field))
+			Expect(err.Error()).To(ContainSubstring(message))
+		},
+		Entry("unknown serviceType", func(m *meshv1alpha1.ServiceMesh) { m.Spec.Gateway.ServiceType = "ExternalName" },
+			"spec.gateway.serviceType", "supported values"),
+		Entry("route prefix without a leading /", func(m *meshv1alpha1.ServiceMesh) { m.Spec.Gateway.Routes[0].Prefix = "api" },
+			"spec.gateway.routes[0].prefix", "must start with /"),
+		Entry("duplicate route prefixes", func(m *meshv1alpha1.ServiceMesh) {
+			m.Spec.Gateway.Routes = append(m.Spec.Gateway.Routes, meshv1alpha1.GatewayRoute{Prefix: "/", Service: "service-b"})
+		}, "spec.gateway.routes", "prefix must be unique"),
+		Entry("port 0", func(m *meshv1alpha1.ServiceMesh) { m.Spec.Gateway.Port = -1 }, "spec.gateway.port", "greater than or equal to 1"),
+		Entry("port above 65535", func(m *meshv1alpha1.ServiceMesh) { m.Spec.Gateway.Port = 65536 }, "spec.gateway.port", "less than or equal to 65535"),
+		Entry("negative replicas", func(m *meshv1alpha1.ServiceMesh) { m.Spec.Gateway.Replicas = ptr.To[int32](-1) },
+			"spec.gateway.replicas", "greater than or equal to 0"),
+		Entry("route to a service name that is not a DNS label", func(m *meshv1alpha1.ServiceMesh) { m.Spec.Gateway.Routes[0].Service = "Service_A" },
+			"spec.gateway.routes[0].service", "should match"),
+		Entry("malformed default duration", func(m *meshv1alpha1.ServiceMesh) {
+			m.Spec.Defaults.ConnectTimeout = ptr.To(meshv1alpha1.Duration("quick"))
+		}, "spec.defaults.connectTimeout", "should match"),
+	)
+})
