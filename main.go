@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/selection"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -95,9 +94,14 @@ func main() {
 	sidecars := prober.New(mgr.GetClient(), nil, prober.Options{
 		Interval: probeInterval, Timeout: probeTimeout, Concurrency: probeConcurrency,
 	})
-	if err := mgr.Add(sidecars); err != nil {
-		setupLog.Error(err, "unable to add the sidecar prober")
-		os.Exit(1)
+	gateways := prober.New(mgr.GetClient(), nil, prober.Options{
+		Interval: probeInterval, Timeout: probeTimeout, Concurrency: probeConcurrency, OwnerLabel: objects.GatewayLabel,
+	})
+	for _, p := range []*prober.Prober{sidecars, gateways} {
+		if err := mgr.Add(p); err != nil {
+			setupLog.Error(err, "unable to add a prober")
+			os.Exit(1)
+		}
 	}
 
 	if err := (&controllers.MeshServiceReconciler{
@@ -118,6 +122,8 @@ func main() {
 		Recorder:       mgr.GetEventRecorder("envoymesh-operator"),
 		ClusterDomain:  clusterDomain,
 		DefaultSidecar: objects.DefaultSidecar(envoyImage),
+		Gateways:       gateways,
+		GatewayEvents:  gateways.Events(),
 	}).SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "unable to create controller", "controller", "ServiceMesh")
 		os.Exit(1)
@@ -139,11 +145,10 @@ func main() {
 	}
 }
 
-// meshedPods selects the pods that carry a MeshService's label.
+// meshedPods selects the pods the operator runs (MeshService and gateway pods),
+// the only ones the probers need.
 func meshedPods() labels.Selector {
-	req, err := labels.NewRequirement(objects.ServiceLabel, selection.Exists, nil)
-	utilruntime.Must(err)
-	return labels.NewSelector().Add(*req)
+	return labels.SelectorFromSet(labels.Set{objects.ManagedByLabel: objects.ManagedBy})
 }
 
 // namespaceConfig turns "a,b" into the cache's per-namespace config; empty means

@@ -28,13 +28,17 @@ func nextPodIP() string {
 // runningPod plays the kubelet: it creates a pod of the MeshService and marks it
 // Running on a loopback IP where a stub sidecar answers the admin paths.
 func runningPod(ns, msName, podName string) (*corev1.Pod, *admintest.Sidecar) {
+	return runningPodLabelled(ns, podName, map[string]string{objects.ServiceLabel: msName})
+}
+
+func runningPodLabelled(ns, podName string, labels map[string]string) (*corev1.Pod, *admintest.Sidecar) {
 	ip := nextPodIP()
 	sidecar := admintest.NewSidecar()
 	Expect(sidecar.Serve(fmt.Sprintf("%s:%d", ip, statusPort))).To(Succeed())
 	DeferCleanup(sidecar.Close)
 
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: podName, Labels: map[string]string{objects.ServiceLabel: msName}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: podName, Labels: labels},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example.com/app:1"}}},
 	}
 	Expect(k8sClient.Create(ctx, pod)).To(Succeed())

@@ -15,12 +15,15 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+	"github.com/envoymesh/envoymesh-operator/internal/envoyadmin"
 	"github.com/envoymesh/envoymesh-operator/internal/envoyconfig"
 	"github.com/envoymesh/envoymesh-operator/internal/objects"
 )
@@ -44,6 +47,10 @@ type ServiceMeshReconciler struct {
 	Recorder       recorder.EventRecorder
 	ClusterDomain  string
 	DefaultSidecar objects.Sidecar
+	// Gateways, when set, supplies what the prober observed of the gateway Envoys,
+	// and GatewayEvents names the meshes whose observations changed.
+	Gateways      ObservationSource
+	GatewayEvents <-chan event.GenericEvent
 }
 
 // +kubebuilder:rbac:groups=mesh.envoymesh.io,resources=servicemeshes,verbs=get;list;watch
@@ -165,6 +172,7 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 	}
 	status.Gateway = &meshv1alpha1.GatewayStatus{
 		Replicas: dep.Status.Replicas, ReadyReplicas: dep.Status.ReadyReplicas, Address: gatewayAddress(svc),
+		ConfigVersion: cfg.ConfigVersion,
 	}
 	want := int32(1)
 	if dep.Spec.Replicas != nil {
@@ -174,6 +182,18 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 		setCond(meshv1alpha1.ConditionReady, false, ReasonProgressing,
 			fmt.Sprintf("gateway %d/%d replicas ready", dep.Status.ReadyReplicas, want))
 		return false, nil
+	}
+	if r.Gateways != nil {
+		for _, o := range r.Gateways.Observations(client.ObjectKeyFromObject(mesh)) {
+			if o.State == envoyadmin.StateLive && o.LDSVersion == cfg.ConfigVersion && o.CDSVersion == cfg.ConfigVersion {
+				status.Gateway.Synced++
+			}
+		}
+		if status.Gateway.Synced < want {
+			setCond(meshv1alpha1.ConditionReady, false, ReasonSidecarsNotReady,
+				fmt.Sprintf("gateway %d/%d Envoys live on config version %s", status.Gateway.Synced, want, cfg.ConfigVersion))
+			return false, nil
+		}
 	}
 	return true, nil
 }
@@ -264,12 +284,15 @@ func (r *ServiceMeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&meshv1alpha1.ServiceMesh{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.ConfigMap{}).
 		// Members' readiness and routed services' ports feed the mesh's status and gateway.
-		Watches(&meshv1alpha1.MeshService{}, handler.EnqueueRequestsFromMapFunc(r.meshesOf)).
-		Complete(r)
+		Watches(&meshv1alpha1.MeshService{}, handler.EnqueueRequestsFromMapFunc(r.meshesOf))
+	if r.GatewayEvents != nil {
+		b = b.WatchesRawSource(source.Channel(r.GatewayEvents, &handler.EnqueueRequestForObject{}))
+	}
+	return b.Complete(r)
 }

@@ -131,8 +131,8 @@ var _ = Describe("ServiceMesh controller", func() {
 		Expect(meshCondition(ns, "default", ConditionRoutesResolved)()).To(Equal("True/Resolved"))
 		markDeploymentAvailable(ns, "default-gateway")
 		Eventually(func() int32 { return getServiceMesh(ns, "default").Status.Gateway.ReadyReplicas }).Should(BeEquivalentTo(1))
-		// The members wait for sidecars no pod runs here, so the mesh waits for them.
-		Eventually(meshCondition(ns, "default", meshv1alpha1.ConditionReady)).Should(Equal("False/Progressing"))
+		// No gateway pod runs here, so the mesh waits for its Envoy (see the next specs).
+		Eventually(meshCondition(ns, "default", meshv1alpha1.ConditionReady)).Should(Equal("False/SidecarsNotReady"))
 	})
 
 	It("answers 503 for a route to a missing MeshService and follows the target's port without restarting", func() {
@@ -232,6 +232,32 @@ var _ = Describe("ServiceMesh controller", func() {
 		dep, err := get(&appsv1.Deployment{}, ns, "alone")()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(dep.Spec.Template.Spec.InitContainers[0].Image).To(Equal(testEnvoyImage))
+	})
+
+	It("is Ready once every gateway Envoy is live on the gateway's config version", func() {
+		mesh := seedServiceMesh(ns)
+		mesh.Name = "edge"
+		Expect(k8sClient.Create(ctx, mesh)).To(Succeed())
+		web := meshService(ns, "service-a", 8081, 8786)
+		web.Spec.Mesh = "elsewhere" // routed to, but not a member: the edge mesh has none to wait for
+		Expect(k8sClient.Create(ctx, web)).To(Succeed())
+		Eventually(func() string {
+			st := getServiceMesh(ns, "edge").Status
+			if st.Gateway == nil {
+				return ""
+			}
+			return st.Gateway.ConfigVersion
+		}).ShouldNot(BeEmpty())
+		version := getServiceMesh(ns, "edge").Status.Gateway.ConfigVersion
+		markDeploymentAvailable(ns, "edge-gateway")
+		Eventually(meshCondition(ns, "edge", meshv1alpha1.ConditionReady)).Should(Equal("False/SidecarsNotReady"))
+
+		_, envoy := runningPodLabelled(ns, "edge-gateway-1", map[string]string{objects.GatewayLabel: "edge"})
+		envoy.SetVersion("0000000000000000")
+		Consistently(meshCondition(ns, "edge", meshv1alpha1.ConditionReady), 5*probeInterval).Should(Equal("False/SidecarsNotReady"))
+		envoy.SetVersion(version)
+		Eventually(meshCondition(ns, "edge", meshv1alpha1.ConditionReady)).Should(Equal("True/Available"))
+		Expect(getServiceMesh(ns, "edge").Status.Gateway.Synced).To(BeEquivalentTo(1))
 	})
 
 	It("removes the gateway it owns when the gateway is disabled", func() {

@@ -77,6 +77,10 @@ var _ = BeforeSuite(func() {
 		Interval: probeInterval, Timeout: 500 * time.Millisecond, Concurrency: 8, Port: statusPort,
 	})
 	Expect(mgr.Add(sidecars)).To(Succeed())
+	gateways := prober.New(mgr.GetClient(), nil, prober.Options{
+		Interval: probeInterval, Timeout: 500 * time.Millisecond, Concurrency: 8, Port: statusPort, OwnerLabel: objects.GatewayLabel,
+	})
+	Expect(mgr.Add(gateways)).To(Succeed())
 	Expect((&MeshServiceReconciler{
 		Client:         mgr.GetClient(),
 		Recorder:       mgr.GetEventRecorder("envoymesh-operator"),
@@ -90,6 +94,8 @@ var _ = BeforeSuite(func() {
 		Recorder:       mgr.GetEventRecorder("envoymesh-operator"),
 		ClusterDomain:  "cluster.local",
 		DefaultSidecar: objects.DefaultSidecar(testEnvoyImage),
+		Gateways:       gateways,
+		GatewayEvents:  gateways.Events(),
 	}).SetupWithManager(mgr)).To(Succeed())
 
 	go func() {

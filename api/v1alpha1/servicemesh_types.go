@@ -105,6 +105,12 @@ type GatewayStatus struct {
 	// address is the LoadBalancer ingress, else the ClusterIP.
 	// +optional
 	Address string `json:"address,omitempty"`
+	// configVersion is the content hash of the gateway's listeners and clusters.
+	// +optional
+	ConfigVersion string `json:"configVersion,omitempty"`
+	// synced counts the gateway Envoys that are LIVE on configVersion, as probed.
+	// +optional
+	Synced int32 `json:"synced,omitempty"`
 }
 
 // ServiceMesh holds mesh-wide defaults and the edge gateway of one namespace.

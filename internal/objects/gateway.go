@@ -107,7 +107,7 @@ func gatewayLabels(mesh *meshv1alpha1.ServiceMesh) map[string]string {
 	return map[string]string{
 		GatewayLabel:   mesh.Name,
 		nameLabel:      GatewayName(mesh),
-		managedByLabel: ManagedBy,
+		ManagedByLabel: ManagedBy,
 		partOfLabel:    mesh.Name,
 	}
 }

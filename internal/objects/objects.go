@@ -20,8 +20,10 @@ const (
 	// ConfigVersionAnnotation on the ConfigMap records its lds/cds version.
 	ConfigVersionAnnotation = "mesh.envoymesh.io/config-version"
 
-	nameLabel      = "app.kubernetes.io/name"
-	managedByLabel = "app.kubernetes.io/managed-by"
+	nameLabel = "app.kubernetes.io/name"
+	// ManagedByLabel is on every object and pod we write: the manager caches only
+	// the pods that carry it.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
 	partOfLabel    = "app.kubernetes.io/part-of"
 	// ManagedBy is the value of app.kubernetes.io/managed-by on every object we write.
 	ManagedBy = "envoymesh-operator"
@@ -40,7 +42,7 @@ func commonLabels(ms *meshv1alpha1.MeshService) map[string]string {
 	return map[string]string{
 		ServiceLabel:   ms.Name,
 		nameLabel:      ms.Name,
-		managedByLabel: ManagedBy,
+		ManagedByLabel: ManagedBy,
 		partOfLabel:    ms.Spec.Mesh,
 	}
 }

@@ -19,8 +19,8 @@ var (
 	})
 	sidecars = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "envoymesh_prober_sidecars",
-		Help: "Sidecars by the state the last sweep observed.",
-	}, []string{"state"})
+		Help: "Envoys by kind (service sidecar or gateway) and the state the last sweep observed.",
+	}, []string{"kind", "state"})
 	probeErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "envoymesh_prober_probe_errors_total",
 		Help: "Probes of a sidecar that failed (the pod is reported Unreachable).",
@@ -47,8 +47,8 @@ func registerMetrics() {
 	})
 }
 
-func setSidecars(counts map[string]int) {
+func setSidecars(kind string, counts map[string]int) {
 	for _, state := range gaugeStates {
-		sidecars.WithLabelValues(strings.ToLower(state)).Set(float64(counts[state]))
+		sidecars.WithLabelValues(kind, strings.ToLower(state)).Set(float64(counts[state]))
 	}
 }

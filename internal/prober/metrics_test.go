@@ -44,7 +44,7 @@ func TestSweepUpdatesMetrics(t *testing.T) {
 		t.Errorf("sweep durations observed %v times, want 1", got)
 	}
 	for state, want := range map[string]float64{"live": 1, "unreachable": 1, "draining": 0, "initializing": 0, "pre_initializing": 0} {
-		if got := value(t, sidecars.WithLabelValues(state)); got != want {
+		if got := value(t, sidecars.WithLabelValues("service", state)); got != want {
 			t.Errorf("sidecars{state=%q} = %v, want %v", state, got, want)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/envoymesh/envoymesh-operator/internal/envoyadmin"
+	"github.com/envoymesh/envoymesh-operator/internal/objects"
 )
 
 // StateUnreachable is the State of a pod whose last probe failed.
@@ -64,6 +65,18 @@ type Options struct {
 	Timeout time.Duration
 	// Port is the sidecar's status listener port.
 	Port int
+	// OwnerLabel selects the pods to probe, and its value names their owner in the
+	// pod's namespace: objects.ServiceLabel (the default) for MeshService sidecars,
+	// objects.GatewayLabel for a ServiceMesh's gateway Envoys.
+	OwnerLabel string
+}
+
+// kind names the probed Envoys in metrics: "service" or "gateway".
+func (o Options) kind() string {
+	if o.OwnerLabel == objects.GatewayLabel {
+		return "gateway"
+	}
+	return "service"
 }
 
 func (o Options) withDefaults() Options {
@@ -78,6 +91,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Port <= 0 {
 		o.Port = DefaultPort
+	}
+	if o.OwnerLabel == "" {
+		o.OwnerLabel = objects.ServiceLabel
 	}
 	return o
 }

@@ -13,7 +13,6 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/envoymesh/envoymesh-operator/internal/envoyadmin"
-	"github.com/envoymesh/envoymesh-operator/internal/objects"
 )
 
 // target is one pod to probe.
@@ -52,7 +51,7 @@ func (p *Prober) Sweep(ctx context.Context) {
 		next.add(t.owner, obs)
 	}
 	p.notify.enqueue(p.cache.replace(next))
-	setSidecars(next.countStates())
+	setSidecars(p.opts.kind(), next.countStates())
 	sweepDuration.Observe(time.Since(start).Seconds())
 }
 
@@ -62,14 +61,14 @@ func (p *Prober) Sweep(ctx context.Context) {
 func (p *Prober) targets(ctx context.Context) ([]target, error) {
 	var pods corev1.PodList
 	// The pods are only read, so the cache's objects are used as they are instead of deep copies.
-	if err := p.reader.List(ctx, &pods, client.HasLabels{objects.ServiceLabel}, client.UnsafeDisableDeepCopy); err != nil {
+	if err := p.reader.List(ctx, &pods, client.HasLabels{p.opts.OwnerLabel}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	port := strconv.Itoa(p.opts.Port)
 	out := make([]target, 0, len(pods.Items))
 	for i := range pods.Items {
 		pod := &pods.Items[i]
-		service := pod.Labels[objects.ServiceLabel]
+		service := pod.Labels[p.opts.OwnerLabel]
 		if service == "" || pod.Status.Phase != corev1.PodRunning || pod.Status.PodIP == "" || pod.DeletionTimestamp != nil {
 			continue
 		}

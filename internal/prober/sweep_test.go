@@ -20,6 +20,7 @@ import (
 
 	"github.com/envoymesh/envoymesh-operator/internal/envoyadmin"
 	"github.com/envoymesh/envoymesh-operator/internal/envoyadmin/admintest"
+	"github.com/envoymesh/envoymesh-operator/internal/objects"
 )
 
 var ignoreProbeTime = cmpopts.IgnoreFields(PodObservation{}, "LastProbeTime")
@@ -339,5 +340,32 @@ func TestStartSweepsUntilCancelled(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Start did not return within 30s of cancellation")
+	}
+}
+
+func TestOwnerLabelSelectsGatewayPods(t *testing.T) {
+	port := statusPort(t)
+	sidecar(t, "127.0.0.40", port).SetVersion("svc-v")
+	sidecar(t, "127.0.0.41", port).SetVersion("gw-v")
+	gw := pod(ns, "default-gateway-x", "", "127.0.0.41")
+	gw.Labels = map[string]string{objects.GatewayLabel: "default"}
+	objs := []client.Object{pod(ns, "cart-a", "cart", "127.0.0.40"), gw}
+
+	services, _ := newProber(t, port, Options{}, objs...)
+	gateways, _ := newProber(t, port, Options{OwnerLabel: objects.GatewayLabel}, objs...)
+	sweep(services)
+	sweep(gateways)
+
+	if got := only(t, services, key(ns, "cart")); got.LDSVersion != "svc-v" {
+		t.Errorf("service prober saw %+v", got)
+	}
+	if got := services.Observations(key(ns, "default")); len(got) != 0 {
+		t.Errorf("service prober probed the gateway pod: %+v", got)
+	}
+	if got := only(t, gateways, key(ns, "default")); got.Pod != "default-gateway-x" || got.LDSVersion != "gw-v" {
+		t.Errorf("gateway prober saw %+v", got)
+	}
+	if got := gateways.Observations(key(ns, "cart")); len(got) != 0 {
+		t.Errorf("gateway prober probed a service pod: %+v", got)
 	}
 }
