@@ -44,10 +44,6 @@ vet: ## Run go vet against code.
 test: manifests generate fmt vet envtest-assets ## Run unit and envtest suites (builds the envtest binaries on first use).
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./... -coverprofile cover.out
 
-.PHONY: bench
-bench: envtest-assets ## Run the Go benchmarks (builder cost, prober sweep over 1000 stub sidecars).
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench . -benchmem ./internal/...
-
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when generated or unformatted files differ from what is committed.
 	@if [ -n "$$(gofmt -l $$(git ls-files '*.go'))" ]; then echo "not gofmt'ed:"; gofmt -l $$(git ls-files '*.go'); exit 1; fi
