@@ -168,7 +168,7 @@ func (r *MeshServiceReconciler) applyAll(ctx context.Context, ms *meshv1alpha1.M
 func (r *MeshServiceReconciler) findUpstreams(ctx context.Context, ms *meshv1alpha1.MeshService) (map[types.NamespacedName]*meshv1alpha1.MeshService, error) {
 	found := map[types.NamespacedName]*meshv1alpha1.MeshService{}
 	for _, u := range ms.Spec.Upstreams {
-		key := upstreamKey(ms, u)
+		key := u.Key(ms.Namespace)
 		up := &meshv1alpha1.MeshService{}
 		err := r.Get(ctx, key, up)
 		switch {
@@ -207,21 +207,13 @@ func meshSidecar(mesh *meshv1alpha1.ServiceMesh) *meshv1alpha1.SidecarSettings {
 func duplicateUpstream(ms *meshv1alpha1.MeshService) error {
 	seen := map[types.NamespacedName]int{}
 	for i, u := range ms.Spec.Upstreams {
-		key := upstreamKey(ms, u)
+		key := u.Key(ms.Namespace)
 		if j, ok := seen[key]; ok {
 			return fmt.Errorf("spec.upstreams[%d] names MeshService %s, as spec.upstreams[%d] does: name each upstream once", i, key, j)
 		}
 		seen[key] = i
 	}
 	return nil
-}
-
-func upstreamKey(ms *meshv1alpha1.MeshService, u meshv1alpha1.Upstream) types.NamespacedName {
-	ns := u.Namespace
-	if ns == "" {
-		ns = ms.Namespace
-	}
-	return types.NamespacedName{Namespace: ns, Name: u.Name}
 }
 
 // membersOf enqueues every MeshService of the namespace that names the mesh.
@@ -279,7 +271,7 @@ func (r *MeshServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			ms := o.(*meshv1alpha1.MeshService)
 			keys := make([]string, 0, len(ms.Spec.Upstreams))
 			for _, u := range ms.Spec.Upstreams {
-				keys = append(keys, upstreamKey(ms, u).String())
+				keys = append(keys, u.Key(ms.Namespace).String())
 			}
 			return keys
 		})

@@ -57,7 +57,7 @@ func (b *statusBuilder) upstreams(found map[types.NamespacedName]*meshv1alpha1.M
 	b.status.Upstreams = nil
 	var missing []string
 	for _, u := range b.ms.Spec.Upstreams {
-		key := upstreamKey(b.ms, u)
+		key := u.Key(b.ms.Namespace)
 		_, ok := found[key]
 		prev := findUpstreamStatus(b.ms.Status.Upstreams, key)
 		b.status.Upstreams = append(b.status.Upstreams, meshv1alpha1.UpstreamStatus{

@@ -126,7 +126,7 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 	found := map[types.NamespacedName]*meshv1alpha1.MeshService{}
 	var missing []string
 	for _, route := range mesh.Spec.Gateway.Routes {
-		key := routeKey(mesh, route)
+		key := route.Key(mesh.Namespace)
 		ms := &meshv1alpha1.MeshService{}
 		err := r.Get(ctx, key, ms)
 		switch {
@@ -244,14 +244,6 @@ func (r *ServiceMeshReconciler) writeMeshStatus(ctx context.Context, mesh *meshv
 	return r.Status().Update(ctx, next)
 }
 
-func routeKey(mesh *meshv1alpha1.ServiceMesh, route meshv1alpha1.GatewayRoute) types.NamespacedName {
-	ns := route.Namespace
-	if ns == "" {
-		ns = mesh.Namespace
-	}
-	return types.NamespacedName{Namespace: ns, Name: route.Service}
-}
-
 // meshesOf enqueues the mesh a MeshService names and every mesh routing to it.
 func (r *ServiceMeshReconciler) meshesOf(ctx context.Context, obj client.Object) []reconcile.Request {
 	ms := obj.(*meshv1alpha1.MeshService)
@@ -277,7 +269,7 @@ func (r *ServiceMeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			}
 			keys := make([]string, 0, len(mesh.Spec.Gateway.Routes))
 			for _, route := range mesh.Spec.Gateway.Routes {
-				keys = append(keys, routeKey(mesh, route).String())
+				keys = append(keys, route.Key(mesh.Namespace).String())
 			}
 			return keys
 		})

@@ -24,11 +24,9 @@ func ServiceFor(ms *v1alpha1.MeshService, found map[types.NamespacedName]*v1alph
 		Protocol:    ms.Spec.Protocol,
 	}
 	for _, u := range ms.Spec.Upstreams {
-		up := Upstream{Name: u.Name, Namespace: u.Namespace, LocalPort: u.LocalPort}
-		if up.Namespace == "" {
-			up.Namespace = ms.Namespace
-		}
-		if callee := found[types.NamespacedName{Namespace: up.Namespace, Name: up.Name}]; callee != nil {
+		key := u.Key(ms.Namespace)
+		up := Upstream{Name: key.Name, Namespace: key.Namespace, LocalPort: u.LocalPort}
+		if callee := found[key]; callee != nil {
 			up.Target = &Target{
 				ServicePort: callee.Spec.ServicePort,
 				Protocol:    callee.Spec.Protocol,
