@@ -86,18 +86,12 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	st := newStatusBuilder(ms)
 	st.upstreams(found)
 	if err := duplicateUpstream(ms); err != nil {
-		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, ReasonInvalidConfig, "Validate", "%v", err)
-		st.failed(ReasonInvalidConfig, err.Error())
-		return ctrl.Result{}, r.writeStatus(ctx, ms, st)
+		return r.fail(ctx, ms, st, ReasonInvalidConfig, "Validate", err)
 	}
-
+	// The spec passed the API server, but Envoy would reject the result.
 	cfg, err := envoyconfig.BuildSidecar(envoyconfig.ServiceFor(ms, found, mesh), envoyconfig.Options{ClusterDomain: r.ClusterDomain})
 	if err != nil {
-		// The spec passed the API server but Envoy would reject the result: a user
-		// error that only a spec change can fix, so report it and do not retry.
-		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, ReasonInvalidConfig, "Build", "%v", err)
-		st.failed(ReasonInvalidConfig, err.Error())
-		return ctrl.Result{}, r.writeStatus(ctx, ms, st)
+		return r.fail(ctx, ms, st, ReasonInvalidConfig, "Build", err)
 	}
 	st.configVersion(cfg.ConfigVersion)
 
@@ -110,9 +104,8 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	var notOwned *errNotOwned
 	switch {
 	case errors.As(applyErr, &notOwned):
-		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, ReasonConflict, "Apply", "%v", applyErr)
-		st.failed(ReasonConflict, applyErr.Error())
-		return ctrl.Result{}, r.writeStatus(ctx, ms, st)
+		// Retried when the foreign object is deleted (see deletedOnly).
+		return r.fail(ctx, ms, st, ReasonConflict, "Apply", applyErr)
 	case applyErr != nil:
 		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, "ApplyFailed", "Apply", "%v", applyErr)
 		return ctrl.Result{}, applyErr
@@ -124,21 +117,36 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	ready := st.deployment(dep)
 	if r.Sidecars != nil {
-		sc := st.sidecars(r.Sidecars.Observations(req.NamespacedName))
-		if ready && !sc.allSynced {
-			st.setCondition(meshv1alpha1.ConditionReady, false, ReasonSidecarsNotReady,
-				fmt.Sprintf("%d/%d sidecars live and on config version %s", sc.counts.Synced, sc.counts.Total, cfg.ConfigVersion))
-		}
-		if st.newlyRejected(ms.Status.Conditions) {
-			r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, ReasonRejected, "Probe", "%s",
-				meta.FindStatusCondition(st.status.Conditions, meshv1alpha1.ConditionConfigSynced).Message)
-		}
+		r.reportSidecars(ms, st, ready)
 	}
 	if mesh == nil {
 		st.noteMissingMesh()
 	}
 	st.succeeded()
 	return ctrl.Result{}, r.writeStatus(ctx, ms, st)
+}
+
+// fail reports what only a change of the spec or of a foreign object can fix: a
+// Warning event, Ready=False with the reason, observedGeneration left where it
+// was, and no retry.
+func (r *MeshServiceReconciler) fail(ctx context.Context, ms *meshv1alpha1.MeshService, st *statusBuilder, reason, action string, err error) (ctrl.Result, error) {
+	r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, reason, action, "%v", err)
+	st.failed(reason, err.Error())
+	return ctrl.Result{}, r.writeStatus(ctx, ms, st)
+}
+
+// reportSidecars folds the prober's observations into status: Ready also waits
+// for every sidecar, and a newly rejected version raises one Warning event.
+func (r *MeshServiceReconciler) reportSidecars(ms *meshv1alpha1.MeshService, st *statusBuilder, deploymentReady bool) {
+	sc := st.sidecars(r.Sidecars.Observations(client.ObjectKeyFromObject(ms)))
+	if deploymentReady && !sc.allSynced {
+		st.setCondition(meshv1alpha1.ConditionReady, false, ReasonSidecarsNotReady,
+			fmt.Sprintf("%d/%d sidecars live and on config version %s", sc.counts.Synced, sc.counts.Total, st.status.ConfigVersion))
+	}
+	if st.newlyRejected(ms.Status.Conditions) {
+		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, ReasonRejected, "Probe", "%s",
+			meta.FindStatusCondition(st.status.Conditions, meshv1alpha1.ConditionConfigSynced).Message)
+	}
 }
 
 type ownedObject struct {
