@@ -63,6 +63,9 @@ var _ = Describe("MeshService status from the sidecars' admin API", func() {
 		ms.Spec.Replicas = ptrTo[int32](2)
 		Expect(k8sClient.Create(ctx, ms)).To(Succeed())
 		Expect(k8sClient.Create(ctx, meshService(ns, "dep", 8080, 15007))).To(Succeed())
+		// The version to report is the one with the upstream resolved; reading it
+		// earlier would catch the version whose listener still answers 503.
+		Eventually(conditionOf(ns, name, meshv1alpha1.ConditionUpstreamsResolved)).Should(Equal("True/Resolved"))
 		var version string
 		Eventually(func() string {
 			version = getMeshService(ns, name).Status.ConfigVersion

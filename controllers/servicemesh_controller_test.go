@@ -241,6 +241,7 @@ var _ = Describe("ServiceMesh controller", func() {
 		web := meshService(ns, "service-a", 8081, 8786)
 		web.Spec.Mesh = "elsewhere" // routed to, but not a member: the edge mesh has none to wait for
 		Expect(k8sClient.Create(ctx, web)).To(Succeed())
+		Eventually(meshCondition(ns, "edge", ConditionRoutesResolved)).Should(Equal("True/Resolved"))
 		Eventually(func() string {
 			st := getServiceMesh(ns, "edge").Status
 			if st.Gateway == nil {

@@ -74,11 +74,11 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	statusPort = freePort()
 	sidecars := prober.New(mgr.GetClient(), nil, prober.Options{
-		Interval: probeInterval, Timeout: 500 * time.Millisecond, Concurrency: 8, Port: statusPort,
+		Interval: probeInterval, Timeout: 2 * time.Second, Concurrency: 8, Port: statusPort,
 	})
 	Expect(mgr.Add(sidecars)).To(Succeed())
 	gateways := prober.New(mgr.GetClient(), nil, prober.Options{
-		Interval: probeInterval, Timeout: 500 * time.Millisecond, Concurrency: 8, Port: statusPort, OwnerLabel: objects.GatewayLabel,
+		Interval: probeInterval, Timeout: 2 * time.Second, Concurrency: 8, Port: statusPort, OwnerLabel: objects.GatewayLabel,
 	})
 	Expect(mgr.Add(gateways)).To(Succeed())
 	Expect((&MeshServiceReconciler{
