@@ -51,10 +51,18 @@ func (d Duration) Parse() (time.Duration, error) { return time.ParseDuration(str
 // that a caller's sidecar builds for it. Unset fields fall through to the next layer:
 // the caller's upstreams[].traffic, the callee's spec.traffic, the mesh's defaults,
 // then the built-in defaults (RoundRobin, connectTimeout 250ms).
+// hashOn is checked against loadBalancer within one layer, so a layer that asks for
+// sticky routing says which consistent-hash policy it means.
+// +kubebuilder:validation:XValidation:rule="!has(self.hashOn) || (has(self.loadBalancer) && (self.loadBalancer == 'RingHash' || self.loadBalancer == 'Maglev'))",message="traffic.hashOn needs traffic.loadBalancer RingHash or Maglev in the same policy: other load balancers ignore the hash",fieldPath=".hashOn"
 type TrafficPolicy struct {
 	// loadBalancer is the Envoy load-balancing policy across the upstream's endpoints.
 	// +optional
 	LoadBalancer LoadBalancer `json:"loadBalancer,omitempty"`
+
+	// hashOn is what RingHash and Maglev hash to pick an endpoint, so requests with
+	// the same key stick to the same endpoint (HTTP protocols only).
+	// +optional
+	HashOn *HashOn `json:"hashOn,omitempty"`
 
 	// connectTimeout bounds establishing a connection to an upstream endpoint.
 	// +optional
@@ -81,7 +89,18 @@ type TrafficPolicy struct {
 	HealthCheck *HealthCheck `json:"healthCheck,omitempty"`
 }
 
+// HashOn is the key of consistent-hash load balancing: the route's hash_policy.
+type HashOn struct {
+	// header hashes the value of this request header; requests without it are
+	// spread at random.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[-!#$%&'*+.^_|~0-9A-Za-z]+$`
+	Header string `json:"header"`
+}
+
 // RetryPolicy maps to Envoy's route retry_policy.
+// +kubebuilder:validation:XValidation:rule="has(self.attempts)",message="traffic.retries.attempts is required when retries is set: say how many retries to make (0 turns them off)",fieldPath=".attempts"
 type RetryPolicy struct {
 	// attempts is the number of retries after the first try.
 	// +kubebuilder:validation:Minimum=0
@@ -139,6 +158,7 @@ type OutlierDetection struct {
 }
 
 // HealthCheck is an active HTTP health check of every upstream endpoint.
+// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || !has(self.interval) || duration(self.timeout) < duration(self.interval)",message="traffic.healthCheck.timeout must be shorter than traffic.healthCheck.interval",fieldPath=".timeout"
 type HealthCheck struct {
 	// path is requested with GET; a 200 marks the endpoint healthy.
 	// +kubebuilder:validation:MaxLength=1024

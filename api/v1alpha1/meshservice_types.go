@@ -20,6 +20,10 @@ const (
 // how the Envoy sidecar in front of it is reached and what it may call.
 // +kubebuilder:validation:XValidation:rule="self.port != self.servicePort",message="spec.port and spec.servicePort must differ: Envoy listens on servicePort and forwards to the app on port",fieldPath=".servicePort"
 // +kubebuilder:validation:XValidation:rule="!has(self.upstreams) || self.upstreams.all(u, u.localPort != self.port && u.localPort != self.servicePort)",message="spec.upstreams[].localPort must differ from spec.port and spec.servicePort",fieldPath=".upstreams"
+// +kubebuilder:validation:XValidation:rule="!has(self.protocol) || self.protocol != 'TCP' || !has(self.traffic) || !has(self.traffic.timeout)",message="spec.traffic.timeout is HTTP-only and spec.protocol is TCP: there are no requests to time out; use connectTimeout",fieldPath=".traffic.timeout"
+// +kubebuilder:validation:XValidation:rule="!has(self.protocol) || self.protocol != 'TCP' || !has(self.traffic) || !has(self.traffic.retries)",message="spec.traffic.retries is HTTP-only and spec.protocol is TCP: there are no requests to retry",fieldPath=".traffic.retries"
+// +kubebuilder:validation:XValidation:rule="!has(self.protocol) || self.protocol != 'TCP' || !has(self.traffic) || !has(self.traffic.hashOn)",message="spec.traffic.hashOn is HTTP-only and spec.protocol is TCP: there are no headers to hash",fieldPath=".traffic.hashOn"
+// +kubebuilder:validation:XValidation:rule="!has(self.protocol) || self.protocol != 'TCP' || !has(self.traffic) || !has(self.traffic.healthCheck) || !has(self.traffic.healthCheck.path)",message="spec.traffic.healthCheck.path is HTTP-only and spec.protocol is TCP: a TCP service gets a connect-only health check",fieldPath=".traffic.healthCheck.path"
 type MeshServiceSpec struct {
 	// mesh names the ServiceMesh in this namespace whose defaults apply. A mesh that
 	// does not exist is not an error: built-in defaults apply.

@@ -7,6 +7,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -178,8 +179,11 @@ func outlierDetection(od *v1alpha1.OutlierDetection) (*clusterv3.OutlierDetectio
 	return out, nil
 }
 
-// healthCheck fills the fields Envoy requires with defaults. A TCP upstream cannot
-// answer an HTTP request, so it gets a connect-only check instead.
+// healthCheck fills the fields Envoy requires (interval, timeout and both
+// thresholds have no Envoy default) with ours: every 10s, 1s timeout, healthy after
+// 2 passes and unhealthy after 3 failures, GET /. A TCP upstream cannot answer an
+// HTTP request, so it gets a connect-only check instead; an HTTP2 or GRPC one is
+// checked over HTTP/2.
 func healthCheck(hc *v1alpha1.HealthCheck, protocol v1alpha1.Protocol) (*corev3.HealthCheck, error) {
 	out := &corev3.HealthCheck{
 		HealthyThreshold:   wrapperspb.UInt32(defaultHealthyThreshold),
@@ -206,7 +210,13 @@ func healthCheck(hc *v1alpha1.HealthCheck, protocol v1alpha1.Protocol) (*corev3.
 	if path == "" {
 		path = defaultHealthCheckPath
 	}
-	out.HealthChecker = &corev3.HealthCheck_HttpHealthCheck_{HttpHealthCheck: &corev3.HealthCheck_HttpHealthCheck{Path: path}}
+	http := &corev3.HealthCheck_HttpHealthCheck{Path: path}
+	if isHTTP2(protocol) {
+		// Envoy health-checks over HTTP/1.1 unless told otherwise, which an
+		// HTTP/2-only server, as most gRPC servers are, would refuse.
+		http.CodecClientType = typev3.CodecClientType_HTTP2
+	}
+	out.HealthChecker = &corev3.HealthCheck_HttpHealthCheck_{HttpHealthCheck: http}
 	return out, nil
 }
 

@@ -1,6 +1,7 @@
 package envoyconfig
 
 import (
+	"errors"
 	"fmt"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -76,6 +77,8 @@ func egressListener(u Upstream) (*listenerv3.Listener, error) {
 	var filter *listenerv3.Filter
 	var err error
 	switch {
+	case u.Invalid != "":
+		return nil, errors.New(u.Invalid)
 	case u.Target == nil:
 		body := fmt.Sprintf("envoymesh: upstream MeshService %q in namespace %q does not exist\n", u.Name, u.Namespace)
 		routes := []*routev3.Route{{Match: matchAll(), Action: directResponse(503, body)}}
@@ -106,7 +109,10 @@ func egressRoute(u Upstream) (*routev3.Route, error) {
 }
 
 // trafficRoute sends the requests that match to cluster with the parts of a traffic
-// policy that live on the route: the request timeout and the retries.
+// policy that live on the route: the request timeout, the retries and the hash
+// policy. hashOn only matters to RingHash and Maglev; after merging it can meet
+// another load balancer (a caller that sets only loadBalancer: LeastRequest over a
+// callee's RingHash and hashOn), and then it is left out, as the caller asked.
 func trafficRoute(match *routev3.RouteMatch, cluster string, tp v1alpha1.TrafficPolicy) (*routev3.Route, error) {
 	action := &routev3.RouteAction{
 		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
@@ -114,6 +120,13 @@ func trafficRoute(match *routev3.RouteMatch, cluster string, tp v1alpha1.Traffic
 	var err error
 	if action.Timeout, err = duration(tp.Timeout, "traffic.timeout"); err != nil {
 		return nil, err
+	}
+	if tp.HashOn != nil && isHashLB(tp.LoadBalancer) {
+		action.HashPolicy = []*routev3.RouteAction_HashPolicy{{
+			PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{
+				Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: tp.HashOn.Header},
+			},
+		}}
 	}
 	if r := tp.Retries; r != nil {
 		rp := &routev3.RetryPolicy{RetryOn: r.RetryOn}
@@ -205,4 +218,10 @@ func directResponse(status uint32, body string) *routev3.Route_DirectResponse {
 		Status: status,
 		Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: body}},
 	}}
+}
+
+// isHashLB reports whether lb picks endpoints by a request hash, the only load
+// balancers that read a route's hash_policy.
+func isHashLB(lb v1alpha1.LoadBalancer) bool {
+	return lb == v1alpha1.LoadBalancerRingHash || lb == v1alpha1.LoadBalancerMaglev
 }

@@ -23,7 +23,7 @@ func ServiceFor(ms *v1alpha1.MeshService, found map[types.NamespacedName]*v1alph
 		ServicePort: ms.Spec.ServicePort,
 		Protocol:    ms.Spec.Protocol,
 	}
-	for _, u := range ms.Spec.Upstreams {
+	for i, u := range ms.Spec.Upstreams {
 		key := u.Key(ms.Namespace)
 		up := Upstream{Name: key.Name, Namespace: key.Namespace, LocalPort: u.LocalPort}
 		if callee := found[key]; callee != nil {
@@ -31,6 +31,9 @@ func ServiceFor(ms *v1alpha1.MeshService, found map[types.NamespacedName]*v1alph
 				ServicePort: callee.Spec.ServicePort,
 				Protocol:    callee.Spec.Protocol,
 				Traffic:     MergeTraffic(u.Traffic, callee.Spec.Traffic, meshDefaults),
+			}
+			if callee.Spec.Protocol == v1alpha1.ProtocolTCP {
+				up.Invalid = tcpOverrideProblem(i, up, u.Traffic)
 			}
 		}
 		svc.Upstreams = append(svc.Upstreams, up)

@@ -39,6 +39,10 @@ type Upstream struct {
 	Name, Namespace string // Namespace already defaulted to the caller's namespace
 	LocalPort       int32
 	Target          *Target // nil when the upstream MeshService does not exist
+	// Invalid, when set, is why the builder must refuse this entry although it
+	// passed the API server, which cannot see the callee: ServiceFor sets it for
+	// HTTP-only traffic fields a caller sets for a TCP upstream.
+	Invalid string
 }
 
 // Target is what the caller needs to know about an existing upstream MeshService.

@@ -1,6 +1,10 @@
 package envoyconfig
 
-import "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+import (
+	"fmt"
+
+	"github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+)
 
 // Built-in traffic defaults, as in the seed mesh.
 const (
@@ -21,6 +25,7 @@ func MergeTraffic(layers ...*v1alpha1.TrafficPolicy) v1alpha1.TrafficPolicy {
 			continue
 		}
 		fillString(&out.LoadBalancer, l.LoadBalancer)
+		fill(&out.HashOn, l.HashOn)
 		fill(&out.ConnectTimeout, l.ConnectTimeout)
 		fill(&out.Timeout, l.Timeout)
 		if r := l.Retries; r != nil {
@@ -76,4 +81,31 @@ func orNew[T any](p *T) *T {
 		return new(T)
 	}
 	return p
+}
+
+// tcpOverrideProblem says why a caller's upstreams[index].traffic cannot apply to
+// the TCP upstream u, or "" when it can: tcp_proxy has no requests to time out,
+// retry or hash, and a TCP endpoint gets a connect-only health check. CEL checks
+// the same on a callee's own spec.traffic but cannot see the callee's protocol
+// from the caller. The mesh's defaults may carry these fields for its HTTP
+// services; on a TCP upstream they are ignored, not an error.
+func tcpOverrideProblem(index int, u Upstream, o *v1alpha1.TrafficPolicy) string {
+	if o == nil {
+		return ""
+	}
+	var field string
+	switch {
+	case o.Timeout != nil:
+		field = "timeout"
+	case o.Retries != nil:
+		field = "retries"
+	case o.HashOn != nil:
+		field = "hashOn"
+	case o.HealthCheck != nil && o.HealthCheck.Path != "":
+		field = "healthCheck.path"
+	default:
+		return ""
+	}
+	return fmt.Sprintf("spec.upstreams[%d].traffic.%s: upstream MeshService %s/%s speaks TCP, and %s applies only to HTTP, HTTP2 and GRPC upstreams; remove it",
+		index, field, u.Namespace, u.Name, field)
 }
