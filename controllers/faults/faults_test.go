@@ -284,14 +284,25 @@ func hungListeners(ns string, n int) int {
 		ip := fmt.Sprintf("127.0.%d.%d", 60+i/250, 1+i%250)
 		l, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, port))
 		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(l.Close)
+		var mu sync.Mutex
+		var conns []net.Conn
+		DeferCleanup(func() {
+			_ = l.Close()
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		})
 		go func() {
 			for {
 				c, err := l.Accept()
 				if err != nil {
 					return
 				}
-				DeferCleanup(c.Close) // hold the connection open, answer nothing
+				mu.Lock() // hold the connection open, answer nothing
+				conns = append(conns, c)
+				mu.Unlock()
 			}
 		}()
 		pod := &corev1.Pod{
