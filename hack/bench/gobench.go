@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// goBench is one `go test -bench` invocation whose figures go in the report.
+type goBench struct {
+	pkg, pattern string
+}
+
+var goBenches = []goBench{
+	{"./internal/envoyconfig/", "BuildSidecar"},
+	{"./internal/prober/", "Sweep1000"},
+}
+
+// benchFigures are the per-run values of one benchmark, by unit (ns/op, allocs/op, …).
+type benchFigures struct {
+	name  string
+	units map[string][]float64
+	skip  string
+}
+
+func (g goBench) args(count int) []string {
+	return []string{"test", "-run", "^$", "-bench", g.pattern, "-benchmem", "-count", strconv.Itoa(count), g.pkg}
+}
+
+func (g goBench) command(count int) string {
+	a := g.args(count)
+	a[2] = "'^$'"
+	return "go " + strings.Join(a, " ")
+}
+
+var procsSuffix = regexp.MustCompile(`-\d+$`)
+
+// runGoBenchmarks runs the builder and prober benchmarks -count=runs times each.
+func runGoBenchmarks(ctx context.Context, o options, res *results) error {
+	for _, g := range goBenches {
+		logf("running %s", g.command(o.runs))
+		cmd := exec.CommandContext(ctx, "go", g.args(o.runs)...)
+		cmd.Dir = o.repo
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return fmt.Errorf("%s: %w\n%s", g.command(o.runs), err, out)
+		}
+		figs, err := parseBench(out)
+		if err != nil {
+			return fmt.Errorf("%s: %w", g.command(o.runs), err)
+		}
+		if len(figs) == 0 {
+			figs = []*benchFigures{{name: "Benchmark" + g.pattern, skip: skipReason(out)}}
+		}
+		res.goBench = append(res.goBench, figs...)
+	}
+	return nil
+}
+
+// parseBench reads `go test -bench` output: "BenchmarkX/sub-2  N  v unit  v unit …".
+func parseBench(out []byte) ([]*benchFigures, error) {
+	var list []*benchFigures
+	byName := map[string]*benchFigures{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		if _, err := strconv.Atoi(f[1]); err != nil {
+			continue
+		}
+		name := procsSuffix.ReplaceAllString(f[0], "")
+		b := byName[name]
+		if b == nil {
+			b = &benchFigures{name: name, units: map[string][]float64{}}
+			byName[name] = b
+			list = append(list, b)
+		}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				return nil, fmt.Errorf("parsing %q: %w", sc.Text(), err)
+			}
+			b.units[f[i+1]] = append(b.units[f[i+1]], v)
+		}
+	}
+	return list, sc.Err()
+}
+
+func skipReason(out []byte) string {
+	lines := strings.Split(string(out), "\n")
+	for i, line := range lines {
+		if strings.Contains(line, "--- SKIP") && i+1 < len(lines) {
+			return strings.TrimSpace(line) + ": " + strings.TrimSpace(lines[i+1])
+		}
+	}
+	return "no result (skipped?)"
+}
