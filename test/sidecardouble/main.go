@@ -1,0 +1,371 @@
+// Command sidecardouble is a TEST DOUBLE of the Envoy sidecars, for the local
+// kwok cluster of `make demo` and the e2e suite, where no Envoy (and no kubelet)
+// can run. For every running meshed pod (label mesh.envoymesh.io/service, or
+// mesh.envoymesh.io/gateway) whose IP is a loopback address it binds
+// <podIP>:15021 and answers the status listener's paths (/ready, /server_info,
+// /stats, /clusters) as an Envoy that loaded the pod's ConfigMap would: the
+// LDS/CDS versions are the version_info of lds.yaml/cds.yaml, the clusters are
+// those of cds.yaml. A ConfigMap change is "loaded" after --propagation-delay,
+// as kubelet's ConfigMap volume refresh would make it visible to Envoy.
+//
+// Faults are set per MeshService (or gateway) on the control endpoint
+// (--control-address, 127.0.0.1 only):
+//
+//	PUT    /faults/<namespace>/<service>?mode=reject|hang|die
+//	DELETE /faults/<namespace>/<service>
+//	GET    /sidecars            every served pod, its address, version and fault
+//
+// <service> is the value of the pod's mesh.envoymesh.io/service label, or
+// "gateway:<mesh>" for a gateway. reject: every version the ConfigMap moves to
+// is refused (update_rejected rises, the old version stays loaded) until the
+// fault is cleared, when the current version loads. hang: every admin request
+// blocks. die: the status port is closed. See docs/local-cluster.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"github.com/envoymesh/envoymesh-operator/internal/envoyadmin/admintest"
+	"github.com/envoymesh/envoymesh-operator/internal/envoyconfig"
+	"github.com/envoymesh/envoymesh-operator/internal/objects"
+)
+
+// Fault modes accepted by the control endpoint.
+const (
+	faultReject = "reject"
+	faultHang   = "hang"
+	faultDie    = "die"
+)
+
+func main() {
+	var (
+		kubeconfig, controlAddr string
+		delay, resync           time.Duration
+	)
+	flag.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "Kubeconfig of the cluster whose pods to serve.")
+	flag.StringVar(&controlAddr, "control-address", "127.0.0.1:15020", "Loopback address of the fault-control endpoint.")
+	flag.DurationVar(&delay, "propagation-delay", 2*time.Second, "How long a ConfigMap change takes to reach the double's Envoys.")
+	flag.DurationVar(&resync, "resync", 500*time.Millisecond, "How often pods and ConfigMaps are compared with what is served.")
+	flag.Parse()
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
+
+	if err := run(kubeconfig, controlAddr, delay, resync); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(kubeconfig, controlAddr string, delay, resync time.Duration) error {
+	if !isLoopback(controlAddr) {
+		return fmt.Errorf("control address %q is not a loopback address", controlAddr)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	factory := informers.NewSharedInformerFactory(cs, 0)
+	pods := factory.Core().V1().Pods().Lister()
+	cms := factory.Core().V1().ConfigMaps().Lister()
+	factory.Start(ctx.Done())
+	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("cache of %v did not sync", typ)
+		}
+	}
+
+	d := &double{delay: delay, sidecars: map[string]*sidecar{}, faults: map[string]string{}}
+	ln, err := net.Listen("tcp", controlAddr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: d.controlHandler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Printf("sidecar double: control endpoint on http://%s, propagation delay %s", ln.Addr(), delay)
+
+	tick := time.NewTicker(resync)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = srv.Close()
+			d.closeAll()
+			return nil
+		case <-tick.C:
+			all, err := pods.List(labels.Everything())
+			if err != nil {
+				log.Printf("listing pods: %v", err)
+				continue
+			}
+			d.sync(all, func(ns, name string) (*corev1.ConfigMap, error) { return cms.ConfigMaps(ns).Get(name) })
+		}
+	}
+}
+
+// sidecar is one pod's stub Envoy.
+type sidecar struct {
+	key, owner, addr, configMap string
+	stub                        *admintest.Sidecar // nil while "dead"
+	loaded                      string             // the version Envoy runs
+	pending                     string             // the version the ConfigMap holds, not yet loaded
+	pendingSince                time.Time
+	refused                     string // the last version counted as rejected
+	rejected                    uint64
+	hanging                     bool
+}
+
+type double struct {
+	delay    time.Duration
+	mu       sync.Mutex
+	sidecars map[string]*sidecar // by pod namespace/name/uid
+	faults   map[string]string   // by owner key namespace/service
+}
+
+// ownerKey names what a pod belongs to: "<ns>/<service>" or "<ns>/gateway:<mesh>".
+func ownerKey(p *corev1.Pod) string {
+	if s, ok := p.Labels[objects.ServiceLabel]; ok {
+		return p.Namespace + "/" + s
+	}
+	if g, ok := p.Labels[objects.GatewayLabel]; ok {
+		return p.Namespace + "/gateway:" + g
+	}
+	return ""
+}
+
+// configMapOf is the ConfigMap mounted as Envoy's config directory.
+func configMapOf(p *corev1.Pod) string {
+	for _, v := range p.Spec.Volumes {
+		if v.Name == objects.ConfigVolumeName && v.ConfigMap != nil {
+			return v.ConfigMap.Name
+		}
+	}
+	return ""
+}
+
+func (d *double) sync(pods []*corev1.Pod, getCM func(ns, name string) (*corev1.ConfigMap, error)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	running := map[string]int{} // running pods per "<ns>/<service>", the hosts of its cluster
+	seen := map[string]bool{}
+	for _, p := range pods {
+		owner := ownerKey(p)
+		if owner == "" || p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning || !isLoopback(net.JoinHostPort(p.Status.PodIP, "0")) {
+			continue
+		}
+		running[owner]++
+		key := p.Namespace + "/" + p.Name + "/" + string(p.UID)
+		seen[key] = true
+		s := d.sidecars[key]
+		if s == nil {
+			s = &sidecar{key: key, owner: owner, configMap: configMapOf(p),
+				addr: net.JoinHostPort(p.Status.PodIP, fmt.Sprint(envoyconfig.StatusPort))}
+			d.sidecars[key] = s
+			log.Printf("pod %s/%s: sidecar at %s (ConfigMap %s)", p.Namespace, p.Name, s.addr, s.configMap)
+		}
+	}
+	for key, s := range d.sidecars {
+		if !seen[key] {
+			log.Printf("pod %s gone: closing %s", key, s.addr)
+			if s.stub != nil {
+				s.stub.Close()
+			}
+			delete(d.sidecars, key)
+			continue
+		}
+		d.step(s, getCM, running)
+	}
+}
+
+// step brings one sidecar up to date with its fault, its ConfigMap and the clock.
+func (d *double) step(s *sidecar, getCM func(ns, name string) (*corev1.ConfigMap, error), running map[string]int) {
+	fault := d.faults[s.owner]
+	if fault == faultDie {
+		if s.stub != nil {
+			log.Printf("%s: dying (fault)", s.key)
+			s.stub.Close()
+			s.stub = nil
+		}
+		return
+	}
+	if s.stub == nil {
+		stub := admintest.NewSidecar()
+		if err := stub.Serve(s.addr); err != nil {
+			log.Printf("%s: %v", s.key, err)
+			return
+		}
+		s.stub = stub
+		s.hanging = false
+	}
+	if want := fault == faultHang; want != s.hanging {
+		s.stub.SetHang(want)
+		s.hanging = want
+	}
+
+	ns := strings.SplitN(s.key, "/", 2)[0]
+	cm, err := getCM(ns, s.configMap)
+	if err != nil {
+		return // not there yet: Envoy would not have started either
+	}
+	version, clusters := parseConfig(cm)
+	now := time.Now()
+	if version != s.pending {
+		s.pending, s.pendingSince = version, now
+	}
+	switch {
+	case s.loaded == "":
+		// The first config is what the pod started with: no propagation delay.
+		s.loaded = version
+	case version == s.loaded || now.Sub(s.pendingSince) < d.delay:
+	case fault == faultReject:
+		if s.refused != version {
+			s.refused = version
+			s.rejected++
+			log.Printf("%s: rejecting version %s, keeping %s", s.key, version, s.loaded)
+		}
+	default:
+		log.Printf("%s: loading version %s (was %s)", s.key, version, s.loaded)
+		s.loaded = version
+	}
+	s.stub.SetVersion(s.loaded)
+	s.stub.SetRejected(s.rejected, s.rejected)
+	if s.loaded == version {
+		s.stub.SetClusters(hosts(clusters, running)...)
+	}
+}
+
+// hosts gives each cluster its endpoints: an upstream cluster out.<name>.<ns>
+// has one healthy host per running pod of that service, any other cluster one.
+func hosts(clusters []string, running map[string]int) []admintest.Cluster {
+	out := make([]admintest.Cluster, 0, len(clusters))
+	for _, name := range clusters {
+		n := 1
+		if parts := strings.Split(name, "."); len(parts) == 3 && parts[0] == "out" {
+			n = running[parts[2]+"/"+parts[1]]
+		}
+		out = append(out, admintest.Cluster{Name: name, Hosts: n, Healthy: n})
+	}
+	return out
+}
+
+// parseConfig reads the version Envoy would load from the ConfigMap (LDS's
+// version_info; CDS is written with the same one) and the cluster names of cds.yaml.
+func parseConfig(cm *corev1.ConfigMap) (string, []string) {
+	var lds, cds struct {
+		VersionInfo string `json:"version_info"`
+		Resources   []struct {
+			Name string `json:"name"`
+		} `json:"resources"`
+	}
+	_ = yaml.Unmarshal([]byte(cm.Data[envoyconfig.ListenersFile]), &lds)
+	_ = yaml.Unmarshal([]byte(cm.Data[envoyconfig.ClustersFile]), &cds)
+	version := lds.VersionInfo
+	if version == "" {
+		version = cds.VersionInfo
+	}
+	var names []string
+	for _, r := range cds.Resources {
+		names = append(names, r.Name)
+	}
+	return version, names
+}
+
+func (d *double) closeAll() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range d.sidecars {
+		if s.stub != nil {
+			s.stub.Close()
+		}
+	}
+}
+
+// SidecarInfo is one served pod as GET /sidecars reports it.
+type SidecarInfo struct {
+	Pod       string `json:"pod"`
+	Owner     string `json:"owner"`
+	Address   string `json:"address"`
+	Serving   bool   `json:"serving"`
+	Version   string `json:"version"`
+	Pending   string `json:"pending,omitempty"`
+	Rejected  uint64 `json:"rejected"`
+	Fault     string `json:"fault,omitempty"`
+	ConfigMap string `json:"configMap"`
+}
+
+func (d *double) controlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /sidecars", func(w http.ResponseWriter, _ *http.Request) {
+		d.mu.Lock()
+		out := []SidecarInfo{}
+		for _, s := range d.sidecars {
+			info := SidecarInfo{Pod: s.key, Owner: s.owner, Address: s.addr, Serving: s.stub != nil,
+				Version: s.loaded, Rejected: s.rejected, Fault: d.faults[s.owner], ConfigMap: s.configMap}
+			if s.pending != s.loaded {
+				info.Pending = s.pending
+			}
+			out = append(out, info)
+		}
+		d.mu.Unlock()
+		slices.SortFunc(out, func(a, b SidecarInfo) int { return strings.Compare(a.Pod, b.Pod) })
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
+	})
+	mux.HandleFunc("PUT /faults/{namespace}/{service}", func(w http.ResponseWriter, r *http.Request) {
+		mode := r.URL.Query().Get("mode")
+		if !slices.Contains([]string{faultReject, faultHang, faultDie}, mode) {
+			http.Error(w, "mode must be reject, hang or die", http.StatusBadRequest)
+			return
+		}
+		key := r.PathValue("namespace") + "/" + r.PathValue("service")
+		d.mu.Lock()
+		d.faults[key] = mode
+		d.mu.Unlock()
+		log.Printf("fault %s on %s", mode, key)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("DELETE /faults/{namespace}/{service}", func(w http.ResponseWriter, r *http.Request) {
+		key := r.PathValue("namespace") + "/" + r.PathValue("service")
+		d.mu.Lock()
+		delete(d.faults, key)
+		d.mu.Unlock()
+		log.Printf("fault cleared on %s", key)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
+}
+
+// isLoopback reports whether "host:port" is on 127.0.0.0/8 (or ::1): the double
+// never binds or answers anywhere else.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
