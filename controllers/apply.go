@@ -5,9 +5,9 @@ import (
 	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/envoymesh/envoymesh-operator/internal/objects"
 )
 
 // FieldOwner is the server-side apply field manager of everything the operator writes.
@@ -25,8 +25,7 @@ func (e *errNotOwned) Error() string {
 
 // applyOwned server-side-applies desired unless an object of that name exists that
 // owner does not control. existing is an empty object of the desired type used for
-// the lookup. The apply sends only what the builders set: status and unset
-// (null) fields are dropped, so we never claim fields we do not write.
+// the lookup. The apply sends only what the builders set (objects.ApplyBody).
 func applyOwned(ctx context.Context, c client.Client, owner metav1.Object, desired, existing client.Object) error {
 	err := c.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	switch {
@@ -38,31 +37,9 @@ func applyOwned(ctx context.Context, c client.Client, owner metav1.Object, desir
 		return err
 	}
 
-	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(desired)
+	body, err := objects.ApplyBody(desired)
 	if err != nil {
 		return err
 	}
-	delete(raw, "status")
-	pruneNulls(raw)
-	u := &unstructured.Unstructured{Object: raw}
-	return c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership)
-}
-
-// pruneNulls removes null values (such as metadata.creationTimestamp) that the
-// typed-to-unstructured conversion leaves behind.
-func pruneNulls(m map[string]any) {
-	for k, v := range m {
-		switch t := v.(type) {
-		case nil:
-			delete(m, k)
-		case map[string]any:
-			pruneNulls(t)
-		case []any:
-			for _, e := range t {
-				if em, ok := e.(map[string]any); ok {
-					pruneNulls(em)
-				}
-			}
-		}
-	}
+	return c.Apply(ctx, client.ApplyConfigurationFromUnstructured(body), client.FieldOwner(FieldOwner), client.ForceOwnership)
 }

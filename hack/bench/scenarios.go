@@ -15,8 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -520,7 +518,7 @@ func floorOnce(ctx context.Context, o options, n int, stream bool) (time.Duratio
 // reconcile of the manager sends: three applies and one status update.
 func floorWrite(ctx context.Context, c client.Client, ms *meshv1alpha1.MeshService, cfg *envoyconfig.Output, sidecar objects.Sidecar) error {
 	for _, obj := range []client.Object{objects.ConfigMap(ms, cfg), objects.Service(ms), objects.Deployment(ms, sidecar, cfg.BootstrapHash)} {
-		u, err := applyBody(obj)
+		u, err := objects.ApplyBody(obj)
 		if err != nil {
 			return err
 		}
@@ -534,35 +532,6 @@ func floorWrite(ctx context.Context, c client.Client, ms *meshv1alpha1.MeshServi
 		return fmt.Errorf("status of %s: %w", ms.Name, err)
 	}
 	return nil
-}
-
-// applyBody is what the manager's applyOwned sends: the typed object as
-// unstructured, without status and without null fields.
-func applyBody(obj client.Object) (*unstructured.Unstructured, error) {
-	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		return nil, err
-	}
-	delete(raw, "status")
-	pruneNulls(raw)
-	return &unstructured.Unstructured{Object: raw}, nil
-}
-
-func pruneNulls(m map[string]any) {
-	for k, v := range m {
-		switch t := v.(type) {
-		case nil:
-			delete(m, k)
-		case map[string]any:
-			pruneNulls(t)
-		case []any:
-			for _, e := range t {
-				if em, ok := e.(map[string]any); ok {
-					pruneNulls(em)
-				}
-			}
-		}
-	}
 }
 
 // floorStatus is a status of the size and shape the manager writes once converged.
