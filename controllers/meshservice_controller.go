@@ -85,9 +85,6 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	st := newStatusBuilder(ms)
 	st.upstreams(found)
-	if err := duplicateUpstream(ms); err != nil {
-		return r.fail(ctx, ms, st, ReasonInvalidConfig, "Validate", err)
-	}
 	// The spec passed the API server, but Envoy would reject the result.
 	cfg, err := envoyconfig.BuildSidecar(envoyconfig.ServiceFor(ms, found, mesh), envoyconfig.Options{ClusterDomain: r.ClusterDomain})
 	if err != nil {
@@ -208,20 +205,6 @@ func meshSidecar(mesh *meshv1alpha1.ServiceMesh) *meshv1alpha1.SidecarSettings {
 		return nil
 	}
 	return mesh.Spec.Sidecar
-}
-
-// duplicateUpstream reports two upstreams naming the same service once their
-// namespaces are defaulted: the two listeners would share one cluster.
-func duplicateUpstream(ms *meshv1alpha1.MeshService) error {
-	seen := map[types.NamespacedName]int{}
-	for i, u := range ms.Spec.Upstreams {
-		key := u.Key(ms.Namespace)
-		if j, ok := seen[key]; ok {
-			return fmt.Errorf("spec.upstreams[%d] names MeshService %s, as spec.upstreams[%d] does: name each upstream once", i, key, j)
-		}
-		seen[key] = i
-	}
-	return nil
 }
 
 // membersOf enqueues every MeshService of the namespace that names the mesh.

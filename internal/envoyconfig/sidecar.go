@@ -142,17 +142,18 @@ func checkService(svc Service) error {
 	if err := claim(svc.ServicePort, "servicePort"); err != nil {
 		return err
 	}
-	clusters := map[string]bool{}
-	for _, u := range svc.Upstreams {
+	// Upstreams are in spec order, so their index names the field.
+	clusters := map[string]int{}
+	for i, u := range svc.Upstreams {
 		what := fmt.Sprintf("upstream %s/%s localPort", u.Namespace, u.Name)
 		if err := claim(u.LocalPort, what); err != nil {
 			return err
 		}
 		name := UpstreamClusterName(u.Name, u.Namespace)
-		if clusters[name] {
-			return fmt.Errorf("upstream %s/%s is listed twice", u.Namespace, u.Name)
+		if j, ok := clusters[name]; ok {
+			return fmt.Errorf("spec.upstreams[%d] names MeshService %s/%s, as spec.upstreams[%d] does: name each upstream once", i, u.Namespace, u.Name, j)
 		}
-		clusters[name] = true
+		clusters[name] = i
 		if u.Target != nil && (u.Target.ServicePort < 1 || u.Target.ServicePort > 65535) {
 			return fmt.Errorf("upstream %s/%s: servicePort %d is not a valid port", u.Namespace, u.Name, u.Target.ServicePort)
 		}

@@ -232,7 +232,7 @@ func TestBuildSidecarErrors(t *testing.T) {
 		{"same upstream twice", withUpstreams(
 			Upstream{Name: "b", Namespace: "ns", LocalPort: 9000, Target: target},
 			Upstream{Name: "b", Namespace: "ns", LocalPort: 9001, Target: target},
-		), "upstream ns/b is listed twice"},
+		), "spec.upstreams[1] names MeshService ns/b, as spec.upstreams[0] does"},
 		{"upstream servicePort unset", withUpstreams(Upstream{Name: "b", Namespace: "ns", LocalPort: 9000, Target: &Target{}}), "upstream ns/b: servicePort 0"},
 		{"bad upstream duration", withUpstreams(Upstream{Name: "b", Namespace: "ns", LocalPort: 9000, Target: &Target{
 			ServicePort: 80, Traffic: MergeTraffic(&v1alpha1.TrafficPolicy{ConnectTimeout: dur("fast")}),
