@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 	"github.com/envoymesh/envoymesh-operator/internal/objects"
 )
 
@@ -148,9 +149,7 @@ var _ = Describe("Hardening", func() {
 		By("the leader stops; the follower takes over and converges a change")
 		leader.stop()
 		Eventually(follower.elected, 15*time.Second).Should(BeClosed())
-		ms := getMeshService(ns, "web")
-		ms.Spec.Replicas = ptr.To[int32](2)
-		Expect(k8sClient.Update(ctx, ms)).To(Succeed())
+		update(meshServiceKey(ns, "web"), func(ms *meshv1alpha1.MeshService) { ms.Spec.Replicas = ptr.To[int32](2) })
 		Eventually(follower.applied.Load).Should(BeNumerically(">=", 1))
 	})
 })

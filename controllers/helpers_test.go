@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -195,3 +196,19 @@ func markDeploymentAvailable(ns, name string) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// update changes the object named like obj through mutate, re-reading it and
+// retrying on the 409s that the operator's concurrent status writes cause.
+func update[T client.Object](obj T, mutate func(T)) {
+	ExpectWithOffset(1, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		mutate(obj)
+		return k8sClient.Update(ctx, obj)
+	})).To(Succeed())
+}
+
+func meshServiceKey(ns, name string) *meshv1alpha1.MeshService {
+	return &meshv1alpha1.MeshService{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+}

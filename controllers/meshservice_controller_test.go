@@ -166,9 +166,7 @@ var _ = Describe("MeshService controller", func() {
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "service-a"}, dep)).To(Succeed())
 		hash := dep.Spec.Template.Annotations[objects.BootstrapHashAnnotation]
 
-		b := getMeshService(ns, "service-b")
-		b.Spec.ServicePort = 9789
-		Expect(k8sClient.Update(ctx, b)).To(Succeed())
+		update(meshServiceKey(ns, "service-b"), func(b *meshv1alpha1.MeshService) { b.Spec.ServicePort = 9789 })
 
 		Eventually(endpointsOf).Should(ContainElement("service-b." + ns + ".svc.cluster.local:9789"))
 		Eventually(func() string { return getMeshService(ns, "service-a").Status.ConfigVersion }).ShouldNot(Equal(before))
@@ -190,10 +188,10 @@ var _ = Describe("MeshService controller", func() {
 		Expect(k8sClient.Create(ctx, ms)).To(Succeed())
 		Eventually(func() int64 { return getMeshService(ns, "web").Status.ObservedGeneration }).Should(BeEquivalentTo(1))
 
-		ms = getMeshService(ns, "web")
-		ms.Spec.Replicas = ptr.To[int32](3)
-		ms.Spec.Template.Spec.Containers[0].Image = "example.com/web:2"
-		Expect(k8sClient.Update(ctx, ms)).To(Succeed())
+		update(meshServiceKey(ns, "web"), func(ms *meshv1alpha1.MeshService) {
+			ms.Spec.Replicas = ptr.To[int32](3)
+			ms.Spec.Template.Spec.Containers[0].Image = "example.com/web:2"
+		})
 
 		Eventually(func(g Gomega) {
 			dep, err := get(&appsv1.Deployment{}, ns, "web")()
@@ -254,16 +252,13 @@ var _ = Describe("MeshService controller", func() {
 		}).Should(Succeed())
 
 		By("hand-edited data is put back")
-		cm, _ = envoyConfig(ns, "drift")()
-		cm.Data["lds.yaml"] = "tampered"
-		Expect(k8sClient.Update(ctx, cm)).To(Succeed())
+		update(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "drift-envoy"}},
+			func(cm *corev1.ConfigMap) { cm.Data["lds.yaml"] = "tampered" })
 		Eventually(func() map[string]string { got, _ := envoyConfig(ns, "drift")(); return got.Data }).Should(Equal(original))
 
 		By("hand-edited replicas are put back")
-		dep := &appsv1.Deployment{}
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "drift"}, dep)).To(Succeed())
-		dep.Spec.Replicas = ptr.To[int32](7)
-		Expect(k8sClient.Update(ctx, dep)).To(Succeed())
+		update(&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "drift"}},
+			func(dep *appsv1.Deployment) { dep.Spec.Replicas = ptr.To[int32](7) })
 		Eventually(func() int32 {
 			d, _ := get(&appsv1.Deployment{}, ns, "drift")()
 			return ptr.Deref(d.Spec.Replicas, -1)

@@ -113,10 +113,8 @@ var _ = Describe("MeshService status from the sidecars' admin API", func() {
 		Eventually(conditionOf(ns, "rejected", meshv1alpha1.ConditionConfigSynced)).Should(Equal("True/Synced"))
 
 		By("a new config version that one sidecar NACKs: it keeps the old one and counts a rejection")
-		ms := getMeshService(ns, "rejected")
-		ms.Spec.Upstreams[0].LocalPort = 9002
-		Expect(k8sClient.Update(ctx, ms)).To(Succeed())
-		old := ms.Status.ConfigVersion
+		old := getMeshService(ns, "rejected").Status.ConfigVersion
+		update(meshServiceKey(ns, "rejected"), func(ms *meshv1alpha1.MeshService) { ms.Spec.Upstreams[0].LocalPort = 9002 })
 		Eventually(func() string { return getMeshService(ns, "rejected").Status.ConfigVersion }).ShouldNot(Equal(old))
 		a.SetRejected(1, 0)
 

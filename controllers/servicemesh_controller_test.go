@@ -154,9 +154,7 @@ var _ = Describe("ServiceMesh controller", func() {
 		hash := dep.Spec.Template.Annotations[objects.BootstrapHashAnnotation]
 
 		By("service-a moving to another servicePort reaches the gateway's clusters")
-		a := getMeshService(ns, "service-a")
-		a.Spec.ServicePort = 9786
-		Expect(k8sClient.Update(ctx, a)).To(Succeed())
+		update(meshServiceKey(ns, "service-a"), func(a *meshv1alpha1.MeshService) { a.Spec.ServicePort = 9786 })
 		Eventually(func() []string {
 			cm, _ := get(&corev1.ConfigMap{}, ns, "default-gateway-envoy")()
 			_, cs := clusters(cm)
@@ -204,15 +202,13 @@ var _ = Describe("ServiceMesh controller", func() {
 		Eventually(connectTimeout).Should(Equal(2 * time.Second))
 
 		By("the callee's own traffic policy wins over the mesh default")
-		callee := getMeshService(ns, "callee")
-		callee.Spec.Traffic = &meshv1alpha1.TrafficPolicy{ConnectTimeout: ptr.To(meshv1alpha1.Duration("1s"))}
-		Expect(k8sClient.Update(ctx, callee)).To(Succeed())
+		update(meshServiceKey(ns, "callee"), func(callee *meshv1alpha1.MeshService) {
+			callee.Spec.Traffic = &meshv1alpha1.TrafficPolicy{ConnectTimeout: ptr.To(meshv1alpha1.Duration("1s"))}
+		})
 		Eventually(connectTimeout).Should(Equal(1 * time.Second))
 
 		By("changing the mesh re-reconciles its members")
-		mesh = getServiceMesh(ns, "default")
-		mesh.Spec.Sidecar.Image = "envoy:mesh2"
-		Expect(k8sClient.Update(ctx, mesh)).To(Succeed())
+		update(getServiceMesh(ns, "default"), func(m *meshv1alpha1.ServiceMesh) { m.Spec.Sidecar.Image = "envoy:mesh2" })
 		Eventually(func() string { return sidecarOf().Image }).Should(Equal("envoy:mesh2"))
 		Eventually(func() int32 { return getServiceMesh(ns, "default").Status.Services }).Should(BeEquivalentTo(2))
 	})
@@ -264,9 +260,7 @@ var _ = Describe("ServiceMesh controller", func() {
 	It("removes the gateway it owns when the gateway is disabled", func() {
 		Expect(k8sClient.Create(ctx, seedServiceMesh(ns))).To(Succeed())
 		Eventually(func() error { _, err := get(&appsv1.Deployment{}, ns, "default-gateway")(); return err }).Should(Succeed())
-		mesh := getServiceMesh(ns, "default")
-		mesh.Spec.Gateway.Enabled = false
-		Expect(k8sClient.Update(ctx, mesh)).To(Succeed())
+		update(getServiceMesh(ns, "default"), func(m *meshv1alpha1.ServiceMesh) { m.Spec.Gateway.Enabled = false })
 		for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}} {
 			Eventually(func() bool {
 				return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default-gateway"}, obj))
