@@ -9,6 +9,7 @@ package bundle
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -46,6 +47,14 @@ var ScorecardTests = map[string]func(bundleRoot string, b *apimanifests.Bundle) 
 
 func newResult(name string) scapiv1alpha3.TestResult {
 	return scapiv1alpha3.TestResult{Name: name, State: scapiv1alpha3.PassState, Errors: []string{}, Suggestions: []string{}}
+}
+
+// errored marks r as a test that could not run, as scorecard does when a bundle
+// cannot be read.
+func errored(r scapiv1alpha3.TestResult, err error) scapiv1alpha3.TestResult {
+	r.Errors = append(r.Errors, err.Error())
+	r.State = scapiv1alpha3.ErrorState
+	return r
 }
 
 // ExampleCRs returns the custom resources of the CSV's alm-examples annotation.
@@ -130,14 +139,10 @@ func CRDsHaveValidation(b *apimanifests.Bundle) scapiv1alpha3.TestResult {
 	r := newResult(OLMCRDsHaveValidationTest)
 	crs, err := ExampleCRs(b)
 	if err != nil {
-		r.Errors = append(r.Errors, err.Error())
-		r.State = scapiv1alpha3.ErrorState
-		return r
+		return errored(r, err)
 	}
 	if len(b.V1beta1CRDs) > 0 {
-		r.Errors = append(r.Errors, "v1beta1 CRDs are not checked here")
-		r.State = scapiv1alpha3.ErrorState
-		return r
+		return errored(r, errors.New("v1beta1 CRDs are not checked here"))
 	}
 	for _, cr := range crs {
 		if !exampleHasValidation(cr, b.V1CRDs, &r) {
@@ -207,9 +212,7 @@ func SpecDescriptors(b *apimanifests.Bundle) scapiv1alpha3.TestResult {
 	r := newResult(OLMSpecDescriptorsTest)
 	crs, err := ExampleCRs(b)
 	if err != nil {
-		r.Errors = append(r.Errors, err.Error())
-		r.State = scapiv1alpha3.ErrorState
-		return r
+		return errored(r, err)
 	}
 	for _, cr := range crs {
 		spec, ok := cr.Object["spec"].(map[string]any)
@@ -251,9 +254,7 @@ func StatusDescriptors(b *apimanifests.Bundle) scapiv1alpha3.TestResult {
 	r := newResult(OLMStatusDescriptorsTest)
 	crs, err := ExampleCRs(b)
 	if err != nil {
-		r.Errors = append(r.Errors, err.Error())
-		r.State = scapiv1alpha3.ErrorState
-		return r
+		return errored(r, err)
 	}
 	for _, cr := range crs {
 		owned := ownedFor(cr, b.CSV)
