@@ -42,6 +42,7 @@ func init() {
 func main() {
 	var (
 		metricsAddr, probeAddr      string
+		pprofAddr                   string
 		enableLeaderElection        bool
 		envoyImage, clusterDomain   string
 		maxConcurrentReconciles     int
@@ -53,6 +54,8 @@ func main() {
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "The address the metric endpoint binds to.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "0",
+		"The address Go's pprof endpoints bind to, for profiling the manager; \"0\" disables them.")
 	flag.BoolVar(&enableLeaderElection, "leader-elect", false,
 		"Enable leader election for controller manager. Enabling this will ensure there is only one active controller manager.")
 	flag.StringVar(&envoyImage, "envoy-image", DefaultEnvoyImage, "The Envoy sidecar image used when the mesh and the MeshService set none.")
@@ -78,6 +81,7 @@ func main() {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: probeAddr,
+		PprofBindAddress:       pprofAddr,
 		LeaderElection:         enableLeaderElection,
 		LeaderElectionID:       "envoymesh-operator.mesh.envoymesh.io",
 		Cache: cache.Options{

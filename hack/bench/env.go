@@ -53,6 +53,9 @@ func startPlane(o options) (*plane, error) {
 		CRDDirectoryPaths:     []string{filepath.Join(o.repo, o.crdDir)},
 		ErrorIfCRDPathMissing: true,
 	}
+	if o.cpuProfile > 0 {
+		env.ControlPlane.GetAPIServer().Configure().Set("profiling", "true")
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting envtest: %w", err)
@@ -108,6 +111,7 @@ func (p *plane) namespace(ctx context.Context, name string) error {
 type managerProc struct {
 	cmd         *exec.Cmd
 	metricsAddr string
+	pprofAddr   string
 	logPath     string
 	exited      chan struct{}
 	waitErr     error
@@ -123,8 +127,14 @@ func startManager(o options, p *plane, label string) (*managerProc, error) {
 		logPath:     filepath.Join(o.logDir, label+"-manager.log"),
 		exited:      make(chan struct{}),
 	}
+	pprofPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	m.pprofAddr = "127.0.0.1:" + strconv.Itoa(pprofPort)
 	args := append([]string{
 		"--metrics-bind-address=" + m.metricsAddr,
+		"--pprof-bind-address=" + m.pprofAddr,
 		"--health-probe-bind-address=0",
 		"--leader-elect=false",
 		"--kube-api-qps=" + strconv.FormatFloat(o.qps, 'f', -1, 64),
@@ -273,6 +283,33 @@ func labelValue(labels, name string) string {
 		}
 	}
 	return ""
+}
+
+// profileCPU fetches a CPU profile over d from the pprof endpoints under base
+// (the manager's, or the API server's) in the background, and writes it to path;
+// the channel returned closes once it is written or has failed (which is logged).
+func profileCPU(hc *http.Client, base string, d time.Duration, path string) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := hc.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimSuffix(base, "/"), int(d.Seconds()+0.5)))
+		if err != nil {
+			logf("cpu profile: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s: %s", base, resp.Status)
+		}
+		if err == nil {
+			err = os.WriteFile(path, body, 0o644)
+		}
+		if err != nil {
+			logf("cpu profile: %v", err)
+		}
+	}()
+	return done
 }
 
 func (m *managerProc) stop() {

@@ -42,6 +42,7 @@ type options struct {
 	scenarios   map[string]bool
 	envoyImage  string
 	logDir      string
+	cpuProfile  time.Duration
 }
 
 // benchEnvoyImage is passed to the manager and used by the floor, so both write
@@ -69,6 +70,7 @@ func main() {
 	flag.StringVar(&scen, "scenarios", "convergence,floor,fanout,config,gobench", "Scenarios to run (comma-separated).")
 	flag.StringVar(&o.envoyImage, "envoy-image", benchEnvoyImage, "Sidecar image passed to the manager and used by the floor.")
 	flag.StringVar(&o.logDir, "log-dir", "", "Where manager logs and metrics go (default: a temporary directory, removed unless a run fails).")
+	flag.DurationVar(&o.cpuProfile, "cpu-profile", 0, "When set, CPU profiles of the manager and the API server over this long from the first create of each convergence run, and of the API server in each floor run, go to -log-dir as <run>-{manager,apiserver}-cpu.pprof.")
 	flag.Parse()
 
 	var err error
@@ -173,7 +175,7 @@ func run(ctx context.Context, o options, res *results) error {
 				}
 			}
 			if o.scenarios["floor"] && res.skipped[n] == "" {
-				f, err := floorRun(ctx, o, n)
+				f, err := floorRun(ctx, o, n, i)
 				if err != nil {
 					res.fail(fmt.Sprintf("floor N=%d run %d", n, i+1), err)
 					continue

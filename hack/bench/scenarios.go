@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"net/http"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -299,6 +301,16 @@ func convergenceRun(ctx context.Context, o options, n, run int) (*convergenceRes
 	}
 
 	objs := workload(n)
+	if o.cpuProfile > 0 {
+		hc, err := rest.HTTPClientFor(p.cfg)
+		if err != nil {
+			return nil, err
+		}
+		prefix := strings.TrimSuffix(m.logPath, "-manager.log")
+		managerDone := profileCPU(http.DefaultClient, "http://"+m.pprofAddr, o.cpuProfile, prefix+"-manager-cpu.pprof")
+		apiserverDone := profileCPU(hc, p.cfg.Host, o.cpuProfile, prefix+"-apiserver-cpu.pprof")
+		defer func() { <-managerDone; <-apiserverDone }()
+	}
 	start := time.Now()
 	if err := createAll(ctx, p.client, objs); err != nil {
 		return nil, err
@@ -412,20 +424,20 @@ type floorResult struct {
 // controller-runtime client with the manager's QPS, burst and concurrency; per
 // MeshService it sends the manager's three server-side applies (same bodies, same
 // field owner) and one status update.
-func floorRun(ctx context.Context, o options, n int) (*floorResult, error) {
+func floorRun(ctx context.Context, o options, n, run int) (*floorResult, error) {
 	r := &floorResult{}
 	var err error
-	if r.stream, err = floorOnce(ctx, o, n, true); err != nil {
+	if r.stream, err = floorOnce(ctx, o, n, run, true); err != nil {
 		return nil, err
 	}
-	if r.writes, err = floorOnce(ctx, o, n, false); err != nil {
+	if r.writes, err = floorOnce(ctx, o, n, run, false); err != nil {
 		return nil, err
 	}
 	logf("floor N=%d: created at once + streamed writes %.2fs; writes alone %.2fs", n, r.stream.Seconds(), r.writes.Seconds())
 	return r, nil
 }
 
-func floorOnce(ctx context.Context, o options, n int, stream bool) (time.Duration, error) {
+func floorOnce(ctx context.Context, o options, n, run int, stream bool) (time.Duration, error) {
 	p, err := startPlane(o)
 	if err != nil {
 		return 0, err
@@ -471,6 +483,14 @@ func floorOnce(ctx context.Context, o options, n int, stream bool) (time.Duratio
 	var createErr error
 	createDone := make(chan struct{})
 	if stream {
+		if o.cpuProfile > 0 {
+			hc, err := rest.HTTPClientFor(p.cfg)
+			if err != nil {
+				return 0, err
+			}
+			path := filepath.Join(o.logDir, fmt.Sprintf("floor-n%d-run%d-apiserver-cpu.pprof", n, run+1))
+			defer func(done <-chan struct{}) { <-done }(profileCPU(hc, p.cfg.Host, o.cpuProfile, path))
+		}
 		start = time.Now()
 		go func() {
 			defer close(createDone)
