@@ -2,9 +2,13 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/envoymesh/envoymesh-operator/internal/objects"
@@ -25,8 +29,9 @@ func (e *errNotOwned) Error() string {
 
 // applyOwned server-side-applies desired unless an object of that name exists that
 // owner does not control. existing is an empty object of the desired type used for
-// the lookup. The apply sends only what the builders set (objects.ApplyBody).
-func applyOwned(ctx context.Context, c client.Client, owner metav1.Object, desired, existing client.Object) error {
+// the lookup. The apply sends only what the builders set (objects.ApplyBody), and
+// is skipped when applied shows it would change nothing.
+func applyOwned(ctx context.Context, c client.Client, applied *appliedVersions, owner client.Object, desired, existing client.Object) error {
 	err := c.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	switch {
 	case err == nil:
@@ -35,11 +40,72 @@ func applyOwned(ctx context.Context, c client.Client, owner metav1.Object, desir
 		}
 	case client.IgnoreNotFound(err) != nil:
 		return err
+	default:
+		existing = nil
 	}
 
 	body, err := objects.ApplyBody(desired)
 	if err != nil {
 		return err
 	}
-	return c.Apply(ctx, client.ApplyConfigurationFromUnstructured(body), client.FieldOwner(FieldOwner), client.ForceOwnership)
+	sent, err := json.Marshal(body.Object)
+	if err != nil {
+		return err
+	}
+	ownerKey, objKey := client.ObjectKeyFromObject(owner), appliedKey{kind: body.GetKind(), name: body.GetName()}
+	hash := sha256.Sum256(sent)
+	if existing != nil && applied.unchanged(ownerKey, objKey, hash, existing.GetResourceVersion()) {
+		return nil
+	}
+	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(body), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return err
+	}
+	applied.record(ownerKey, objKey, hash, body.GetResourceVersion())
+	return nil
+}
+
+// appliedVersions remembers, for every object an owner applied, a hash of the body
+// sent and the resourceVersion the API server answered with. While the cache still
+// shows that resourceVersion, the object is exactly what the apply left, so the same
+// body again would change nothing. Any other writer (drift), a deletion, or a new
+// body means applying again, and a restart forgets everything. It spares the API
+// server the no-op applies of reconciles that change nothing we own: a Deployment's
+// status moving, a sidecar report, an upstream that only changes the ConfigMap.
+// The zero value is ready; it is safe for concurrent use.
+type appliedVersions struct {
+	mu      sync.Mutex
+	byOwner map[types.NamespacedName]map[appliedKey]appliedVersion
+}
+
+type appliedKey struct{ kind, name string }
+
+type appliedVersion struct {
+	body            [sha256.Size]byte
+	resourceVersion string
+}
+
+func (a *appliedVersions) unchanged(owner types.NamespacedName, obj appliedKey, body [sha256.Size]byte, resourceVersion string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	v, ok := a.byOwner[owner][obj]
+	return ok && v.body == body && v.resourceVersion == resourceVersion
+}
+
+func (a *appliedVersions) record(owner types.NamespacedName, obj appliedKey, body [sha256.Size]byte, resourceVersion string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.byOwner == nil {
+		a.byOwner = map[types.NamespacedName]map[appliedKey]appliedVersion{}
+	}
+	if a.byOwner[owner] == nil {
+		a.byOwner[owner] = map[appliedKey]appliedVersion{}
+	}
+	a.byOwner[owner][obj] = appliedVersion{body: body, resourceVersion: resourceVersion}
+}
+
+// forget drops what owner applied, once owner is gone.
+func (a *appliedVersions) forget(owner types.NamespacedName) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.byOwner, owner)
 }

@@ -54,6 +54,8 @@ type MeshServiceReconciler struct {
 	SidecarEvents <-chan event.GenericEvent
 	// MaxConcurrentReconciles bounds parallel reconciles (0 means controller-runtime's default).
 	MaxConcurrentReconciles int
+
+	applied appliedVersions
 }
 
 // +kubebuilder:rbac:groups=mesh.envoymesh.io,resources=meshservices,verbs=get;list;watch
@@ -68,6 +70,9 @@ type MeshServiceReconciler struct {
 func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ms := &meshv1alpha1.MeshService{}
 	if err := r.Get(ctx, req.NamespacedName, ms); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.applied.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !ms.DeletionTimestamp.IsZero() {
@@ -155,7 +160,7 @@ type ownedObject struct {
 func (r *MeshServiceReconciler) applyAll(ctx context.Context, ms *meshv1alpha1.MeshService, objs []ownedObject) error {
 	var conflict error
 	for _, o := range objs {
-		err := applyOwned(ctx, r.Client, ms, o.desired, o.existing)
+		err := applyOwned(ctx, r.Client, &r.applied, ms, o.desired, o.existing)
 		var notOwned *errNotOwned
 		switch {
 		case errors.As(err, &notOwned):
@@ -243,6 +248,12 @@ func sameName(_ context.Context, obj client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}}}
 }
 
+// notCreated passes every event but creation. Objects a MeshService controls are
+// only ever created by its own reconcile (or seen for the first time when the
+// manager starts, together with the MeshService itself); their updates (drift,
+// Deployment status) and deletions still count.
+var notCreated = predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }}
+
 // deletedOnly passes deletions of objects no MeshService controls (Owns already
 // covers those it does).
 var deletedOnly = predicate.Funcs{
@@ -275,10 +286,14 @@ func (r *MeshServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
-		For(&meshv1alpha1.MeshService{}).
-		Owns(&appsv1.Deployment{}).
-		Owns(&corev1.Service{}).
-		Owns(&corev1.ConfigMap{}).
+		// Our own status writes and the creates of what we own only echo a
+		// reconcile that has just happened: reacting to them would reconcile
+		// every MeshService twice, and at scale the echoes queue in front of
+		// the work that matters.
+		For(&meshv1alpha1.MeshService{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&appsv1.Deployment{}, builder.WithPredicates(notCreated)).
+		Owns(&corev1.Service{}, builder.WithPredicates(notCreated)).
+		Owns(&corev1.ConfigMap{}, builder.WithPredicates(notCreated)).
 		// A foreign object blocking one of our names may go away at any time; its
 		// deletion is what lets the blocked MeshService converge.
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(deletedOnly)).

@@ -51,6 +51,8 @@ type ServiceMeshReconciler struct {
 	// and GatewayEvents names the meshes whose observations changed.
 	Gateways      ObservationSource
 	GatewayEvents <-chan event.GenericEvent
+
+	applied appliedVersions
 }
 
 // +kubebuilder:rbac:groups=mesh.envoymesh.io,resources=servicemeshes,verbs=get;list;watch
@@ -62,6 +64,9 @@ type ServiceMeshReconciler struct {
 func (r *ServiceMeshReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	mesh := &meshv1alpha1.ServiceMesh{}
 	if err := r.Get(ctx, req.NamespacedName, mesh); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.applied.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !mesh.DeletionTimestamp.IsZero() {
@@ -157,7 +162,7 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 		{objects.GatewayService(mesh), &corev1.Service{}},
 		{objects.GatewayDeployment(mesh, sidecar, cfg.BootstrapHash), &appsv1.Deployment{}},
 	} {
-		if err := applyOwned(ctx, r.Client, mesh, o.desired, o.existing); err != nil {
+		if err := applyOwned(ctx, r.Client, &r.applied, mesh, o.desired, o.existing); err != nil {
 			return false, err
 		}
 	}
