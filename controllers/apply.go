@@ -57,10 +57,17 @@ func applyOwned(ctx context.Context, c client.Client, applied *appliedVersions, 
 	if existing != nil && applied.unchanged(ownerKey, objKey, hash, existing.GetResourceVersion()) {
 		return nil
 	}
-	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(body), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+	// The hashed bytes are the body sent, and the answer is decoded into a typed
+	// object (protobuf for built-in kinds): cheaper than c.Apply, which encodes the
+	// body again and decodes the answer into a map.
+	answer, ok := desired.DeepCopyObject().(client.Object)
+	if !ok {
+		return fmt.Errorf("%T is not a client.Object", desired)
+	}
+	if err := c.Patch(ctx, answer, client.RawPatch(types.ApplyPatchType, sent), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		return err
 	}
-	applied.record(ownerKey, objKey, hash, body.GetResourceVersion())
+	applied.record(ownerKey, objKey, hash, answer.GetResourceVersion())
 	return nil
 }
 

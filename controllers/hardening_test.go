@@ -33,7 +33,15 @@ type countingClient struct {
 }
 
 func (c countingClient) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
-	err := c.Client.Apply(ctx, obj, opts...)
+	return c.count(c.Client.Apply(ctx, obj, opts...))
+}
+
+// Patch is how applyOwned sends its applies.
+func (c countingClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	return c.count(c.Client.Patch(ctx, obj, patch, opts...))
+}
+
+func (c countingClient) count(err error) error {
 	if err != nil {
 		c.failed.Add(1)
 	} else {
