@@ -257,6 +257,15 @@ func await(ctx context.Context, t *tracker, m *managerProc, timeout time.Duratio
 	}
 }
 
+// convergedQuantiles says when a quarter, half, 90% and all of the MeshServices
+// had converged, for the log: it shows where a run lost its time.
+func convergedQuantiles(t *tracker, start time.Time) string {
+	times := t.times()
+	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
+	at := func(q float64) float64 { return times[int(q*float64(len(times)-1))].Sub(start).Seconds() }
+	return fmt.Sprintf("converged 25%%/50%%/90%%/all at %.2f/%.2f/%.2f/%.2fs", at(0.25), at(0.5), at(0.9), at(1))
+}
+
 func isMeshService(prefix string) func(client.Object) bool {
 	return func(o client.Object) bool {
 		ms, ok := o.(*meshv1alpha1.MeshService)
@@ -336,8 +345,8 @@ func convergenceRun(ctx context.Context, o options, n, run int) (*convergenceRes
 	if r.peakRSS, _, err = m.memory(); err != nil {
 		return nil, err
 	}
-	logf("convergence N=%d run %d: %.2fs (creates %.2fs), peak RSS %.1f MiB, probe ConfigMap %d B, %s",
-		n, run+1, r.total.Seconds(), r.create.Seconds(), mib(r.peakRSS), r.configBytes, fmtMetrics(r.metrics))
+	logf("convergence N=%d run %d: %.2fs (creates %.2fs; %s), peak RSS %.1f MiB, probe ConfigMap %d B, %s",
+		n, run+1, r.total.Seconds(), r.create.Seconds(), convergedQuantiles(t, start), mib(r.peakRSS), r.configBytes, fmtMetrics(r.metrics))
 	return r, nil
 }
 
@@ -542,6 +551,9 @@ func floorOnce(ctx context.Context, o options, n, run int, stream bool) (time.Du
 	}
 	if err := await(ctx, t, nil, o.timeout); err != nil {
 		return 0, err
+	}
+	if stream {
+		logf("floor N=%d run %d: %s", n, run+1, convergedQuantiles(t, start))
 	}
 	return slices.MaxFunc(t.times(), func(a, b time.Time) int { return a.Compare(b) }).Sub(start), nil
 }
