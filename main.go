@@ -161,16 +161,13 @@ func meshedPods() labels.Selector {
 	return labels.SelectorFromSet(labels.Set{objects.ManagedByLabel: objects.ManagedBy})
 }
 
-// stripForCache drops what the operator never reads from its cache: managedFields
-// of every object, and the data of ConfigMaps, which it only checks the owner of.
-// It cut peak RSS at 1000 MeshServices by a fifth (docs/benchmarks.md). Code that
-// needs a ConfigMap's data must read it with the API reader.
+// stripForCache drops the managedFields of every object, which the operator never
+// reads from its cache. ConfigMaps, whose data it never reads back either, are
+// watched as metadata only (see the controllers), so their data does not reach
+// the cache at all. Both cut peak RSS at scale (docs/benchmarks.md).
 func stripForCache(obj any) (any, error) {
 	if o, ok := obj.(client.Object); ok {
 		o.SetManagedFields(nil)
-	}
-	if cm, ok := obj.(*corev1.ConfigMap); ok {
-		cm.Data, cm.BinaryData = nil, nil
 	}
 	return obj, nil
 }

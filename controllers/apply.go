@@ -71,6 +71,13 @@ func applyOwned(ctx context.Context, c client.Client, applied *appliedVersions, 
 	return nil
 }
 
+// configMapMeta is an empty ConfigMap as the manager's cache holds them: metadata
+// only (see the controllers' SetupWithManager). Reading a typed ConfigMap through
+// the cache would start a second informer, holding every ConfigMap's data.
+func configMapMeta() *metav1.PartialObjectMetadata {
+	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}}
+}
+
 // appliedVersions remembers, for every object an owner applied, a hash of the body
 // sent and the resourceVersion the API server answered with. While the cache still
 // shows that resourceVersion, the object is exactly what the apply left, so the same

@@ -99,7 +99,7 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	sidecar := objects.ResolveSidecar(r.DefaultSidecar, meshSidecar(mesh), ms.Spec.Sidecar)
 	applyErr := r.applyAll(ctx, ms, []ownedObject{
-		{objects.ConfigMap(ms, cfg), &corev1.ConfigMap{}},
+		{objects.ConfigMap(ms, cfg), configMapMeta()},
 		{objects.Service(ms), &corev1.Service{}},
 		{objects.Deployment(ms, sidecar, cfg.BootstrapHash), &appsv1.Deployment{}},
 	})
@@ -236,14 +236,18 @@ func (r *MeshServiceReconciler) enqueueMatching(ctx context.Context, opts ...cli
 	return reqs
 }
 
-// sameName maps an object to the MeshService whose name it would carry.
+// sameName maps a Deployment or Service to the MeshService whose name it would
+// carry.
 func sameName(_ context.Context, obj client.Object) []reconcile.Request {
-	name := obj.GetName()
-	if _, ok := obj.(*corev1.ConfigMap); ok {
-		var found bool
-		if name, found = strings.CutSuffix(name, "-envoy"); !found {
-			return nil
-		}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}}}
+}
+
+// configMapOf maps a ConfigMap to the MeshService whose Envoy config it would
+// hold (objects.ConfigMapName). It sees metadata only, so it goes by name.
+func configMapOf(_ context.Context, obj client.Object) []reconcile.Request {
+	name, found := strings.CutSuffix(obj.GetName(), "-envoy")
+	if !found {
+		return nil
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}}}
 }
@@ -293,12 +297,14 @@ func (r *MeshServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&meshv1alpha1.MeshService{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.Deployment{}, builder.WithPredicates(notCreated)).
 		Owns(&corev1.Service{}, builder.WithPredicates(notCreated)).
-		Owns(&corev1.ConfigMap{}, builder.WithPredicates(notCreated)).
+		// ConfigMaps are watched as metadata only: we write their data and
+		// never read it back, and the API server need not send it to us.
+		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata, builder.WithPredicates(notCreated)).
 		// A foreign object blocking one of our names may go away at any time; its
 		// deletion is what lets the blocked MeshService converge.
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(deletedOnly)).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(deletedOnly)).
-		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(deletedOnly)).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(configMapOf), builder.OnlyMetadata, builder.WithPredicates(deletedOnly)).
 		// Callers depend on an upstream's existence and spec, not on its status.
 		Watches(&meshv1alpha1.MeshService{}, handler.EnqueueRequestsFromMapFunc(r.callersOf),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).

@@ -158,7 +158,7 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 	}
 	sidecar := objects.ResolveSidecar(r.DefaultSidecar, mesh.Spec.Sidecar)
 	for _, o := range []ownedObject{
-		{objects.GatewayConfigMap(mesh, cfg), &corev1.ConfigMap{}},
+		{objects.GatewayConfigMap(mesh, cfg), configMapMeta()},
 		{objects.GatewayService(mesh), &corev1.Service{}},
 		{objects.GatewayDeployment(mesh, sidecar, cfg.BootstrapHash), &appsv1.Deployment{}},
 	} {
@@ -221,7 +221,8 @@ func (r *ServiceMeshReconciler) deleteGateway(ctx context.Context, mesh *meshv1a
 	for _, obj := range []client.Object{
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: mesh.Namespace, Name: objects.GatewayName(mesh)}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: mesh.Namespace, Name: objects.GatewayName(mesh)}},
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: mesh.Namespace, Name: objects.GatewayConfigMapName(mesh)}},
+		&metav1.PartialObjectMetadata{TypeMeta: configMapMeta().TypeMeta,
+			ObjectMeta: metav1.ObjectMeta{Namespace: mesh.Namespace, Name: objects.GatewayConfigMapName(mesh)}},
 	} {
 		err := r.Get(ctx, client.ObjectKeyFromObject(obj), obj)
 		if apierrors.IsNotFound(err) {
@@ -285,7 +286,7 @@ func (r *ServiceMeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&meshv1alpha1.ServiceMesh{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
-		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata).
 		// Members' readiness and routed services' ports feed the mesh's status and gateway.
 		Watches(&meshv1alpha1.MeshService{}, handler.EnqueueRequestsFromMapFunc(r.meshesOf))
 	if r.GatewayEvents != nil {
