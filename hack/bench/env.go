@@ -312,6 +312,25 @@ func profileCPU(hc *http.Client, base string, d time.Duration, path string) <-ch
 	return done
 }
 
+// saveMetrics writes what GET base/metrics answers to path; failures are logged.
+// With -cpu-profile, the API server's request counts after a run tell manager and
+// floor runs apart (which verbs and resources, how many watch events).
+func saveMetrics(hc *http.Client, base, path string) {
+	resp, err := hc.Get(strings.TrimSuffix(base, "/") + "/metrics")
+	if err != nil {
+		logf("metrics: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(path, body, 0o644)
+	}
+	if err != nil {
+		logf("metrics: %v", err)
+	}
+}
+
 func (m *managerProc) stop() {
 	if m.cmd.Process == nil {
 		return

@@ -318,7 +318,11 @@ func convergenceRun(ctx context.Context, o options, n, run int) (*convergenceRes
 		prefix := strings.TrimSuffix(m.logPath, "-manager.log")
 		managerDone := profileCPU(http.DefaultClient, "http://"+m.pprofAddr, o.cpuProfile, prefix+"-manager-cpu.pprof")
 		apiserverDone := profileCPU(hc, p.cfg.Host, o.cpuProfile, prefix+"-apiserver-cpu.pprof")
-		defer func() { <-managerDone; <-apiserverDone }()
+		defer func() {
+			<-managerDone
+			<-apiserverDone
+			saveMetrics(hc, p.cfg.Host, prefix+"-apiserver-metrics.txt")
+		}()
 	}
 	start := time.Now()
 	if err := createAll(ctx, p.client, objs); err != nil {
@@ -507,8 +511,9 @@ func floorOnce(ctx context.Context, o options, n, run int, stream bool) (time.Du
 			if err != nil {
 				return 0, err
 			}
-			path := filepath.Join(o.logDir, fmt.Sprintf("floor-n%d-run%d-apiserver-cpu.pprof", n, run+1))
-			defer func(done <-chan struct{}) { <-done }(profileCPU(hc, p.cfg.Host, o.cpuProfile, path))
+			prefix := filepath.Join(o.logDir, fmt.Sprintf("floor-n%d-run%d-apiserver", n, run+1))
+			done := profileCPU(hc, p.cfg.Host, o.cpuProfile, prefix+"-cpu.pprof")
+			defer func() { <-done; saveMetrics(hc, p.cfg.Host, prefix+"-metrics.txt") }()
 		}
 		start = time.Now()
 		go func() {
