@@ -61,7 +61,7 @@ func main() {
 		"Enable leader election for controller manager. Enabling this will ensure there is only one active controller manager.")
 	flag.StringVar(&envoyImage, "envoy-image", DefaultEnvoyImage, "The Envoy sidecar image used when the mesh and the MeshService set none.")
 	flag.StringVar(&clusterDomain, "cluster-domain", "cluster.local", "The cluster's DNS domain, used in upstream addresses.")
-	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 4, "MeshServices reconciled in parallel.")
+	flag.IntVar(&maxConcurrentReconciles, "max-concurrent-reconciles", 8, "MeshServices reconciled in parallel.")
 	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", 50, "Sustained queries per second to the API server.")
 	flag.IntVar(&kubeAPIBurst, "kube-api-burst", 100, "Burst of queries to the API server.")
 	flag.BoolVar(&kubeAPICompression, "kube-api-compression", false,

@@ -61,7 +61,7 @@ func main() {
 	flag.StringVar(&meshes, "config-meshes", "10,1000", "Mesh sizes at which a 3-upstream service's ConfigMap is weighed.")
 	flag.Float64Var(&o.qps, "qps", 50, "--kube-api-qps of the manager, and the floor writer's QPS.")
 	flag.IntVar(&o.burst, "burst", 100, "--kube-api-burst of the manager, and the floor writer's burst.")
-	flag.IntVar(&o.concurrency, "concurrency", 4, "--max-concurrent-reconciles of the manager, and the floor writer's workers.")
+	flag.IntVar(&o.concurrency, "concurrency", 8, "--max-concurrent-reconciles of the manager, and the floor writer's workers.")
 	flag.StringVar(&o.manager, "manager", "bin/manager", "The manager binary (go build -o bin/manager .).")
 	flag.StringVar(&managerArgs, "manager-args", "", "Extra space-separated flags for the manager.")
 	flag.StringVar(&o.crdDir, "crd-dir", "config/crd/bases", "CRDs loaded into every control plane.")
