@@ -245,7 +245,7 @@ func sameName(_ context.Context, obj client.Object) []reconcile.Request {
 // configMapOf maps a ConfigMap to the MeshService whose Envoy config it would
 // hold (objects.ConfigMapName). It sees metadata only, so it goes by name.
 func configMapOf(_ context.Context, obj client.Object) []reconcile.Request {
-	name, found := strings.CutSuffix(obj.GetName(), "-envoy")
+	name, found := strings.CutSuffix(obj.GetName(), objects.ConfigMapSuffix)
 	if !found {
 		return nil
 	}

@@ -359,7 +359,7 @@ func checkOwned(ctx context.Context, c client.Client, n int) error {
 	for _, l := range []struct {
 		kind   string
 		suffix string
-	}{{"ConfigMapList", "-envoy"}, {"ServiceList", ""}, {"DeploymentList", ""}} {
+	}{{"ConfigMapList", objects.ConfigMapSuffix}, {"ServiceList", ""}, {"DeploymentList", ""}} {
 		list := &metav1.PartialObjectMetadataList{}
 		gv := "v1"
 		if l.kind == "DeploymentList" {

@@ -26,7 +26,9 @@ const (
 func GatewayName(mesh *meshv1alpha1.ServiceMesh) string { return mesh.Name + "-gateway" }
 
 // GatewayConfigMapName is the name of the ConfigMap holding the gateway's Envoy config.
-func GatewayConfigMapName(mesh *meshv1alpha1.ServiceMesh) string { return GatewayName(mesh) + "-envoy" }
+func GatewayConfigMapName(mesh *meshv1alpha1.ServiceMesh) string {
+	return GatewayName(mesh) + ConfigMapSuffix
+}
 
 // GatewaySelectorLabels are the labels that pick a mesh's gateway pods.
 func GatewaySelectorLabels(mesh *meshv1alpha1.ServiceMesh) map[string]string {

@@ -29,8 +29,11 @@ const (
 	ManagedBy = "envoymesh-operator"
 )
 
+// ConfigMapSuffix ends the name of every ConfigMap holding an Envoy config.
+const ConfigMapSuffix = "-envoy"
+
 // ConfigMapName is the name of the ConfigMap holding a MeshService's Envoy config.
-func ConfigMapName(ms *meshv1alpha1.MeshService) string { return ms.Name + "-envoy" }
+func ConfigMapName(ms *meshv1alpha1.MeshService) string { return ms.Name + ConfigMapSuffix }
 
 // SelectorLabels are the labels that pick a MeshService's pods.
 func SelectorLabels(ms *meshv1alpha1.MeshService) map[string]string {
