@@ -292,42 +292,31 @@ func profileCPU(hc *http.Client, base string, d time.Duration, path string) <-ch
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		resp, err := hc.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimSuffix(base, "/"), int(d.Seconds()+0.5)))
-		if err != nil {
-			logf("cpu profile: %v", err)
-			return
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("%s: %s", base, resp.Status)
-		}
-		if err == nil {
-			err = os.WriteFile(path, body, 0o644)
-		}
-		if err != nil {
-			logf("cpu profile: %v", err)
-		}
+		download(hc, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimSuffix(base, "/"), int(d.Seconds()+0.5)), path)
 	}()
 	return done
 }
 
-// saveMetrics writes what GET base/metrics answers to path; failures are logged.
-// With -cpu-profile, the API server's request counts after a run tell manager and
-// floor runs apart (which verbs and resources, how many watch events).
-func saveMetrics(hc *http.Client, base, path string) {
-	resp, err := hc.Get(strings.TrimSuffix(base, "/") + "/metrics")
+// download writes what GET url answers to path. Failures are logged, not
+// returned: a missing profile or scrape is no reason to fail a run. With
+// -cpu-profile, the API server's /metrics after a run tell manager and floor runs
+// apart (requests by verb and resource, watch events).
+func download(hc *http.Client, url, path string) {
+	resp, err := hc.Get(url)
 	if err != nil {
-		logf("metrics: %v", err)
+		logf("%s: %v", url, err)
 		return
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s", resp.Status)
+	}
 	if err == nil {
 		err = os.WriteFile(path, body, 0o644)
 	}
 	if err != nil {
-		logf("metrics: %v", err)
+		logf("%s: %v", url, err)
 	}
 }
 

@@ -321,7 +321,7 @@ func convergenceRun(ctx context.Context, o options, n, run int) (*convergenceRes
 		defer func() {
 			<-managerDone
 			<-apiserverDone
-			saveMetrics(hc, p.cfg.Host, prefix+"-apiserver-metrics.txt")
+			download(hc, strings.TrimSuffix(p.cfg.Host, "/")+"/metrics", prefix+"-apiserver-metrics.txt")
 		}()
 	}
 	start := time.Now()
@@ -513,7 +513,7 @@ func floorOnce(ctx context.Context, o options, n, run int, stream bool) (time.Du
 			}
 			prefix := filepath.Join(o.logDir, fmt.Sprintf("floor-n%d-run%d-apiserver", n, run+1))
 			done := profileCPU(hc, p.cfg.Host, o.cpuProfile, prefix+"-cpu.pprof")
-			defer func() { <-done; saveMetrics(hc, p.cfg.Host, prefix+"-metrics.txt") }()
+			defer func() { <-done; download(hc, strings.TrimSuffix(p.cfg.Host, "/")+"/metrics", prefix+"-metrics.txt") }()
 		}
 		start = time.Now()
 		go func() {
