@@ -9,6 +9,11 @@
 # (XDG_CACHE_HOME or ~/.cache), so a fresh clone on the same machine reuses
 # them; DEST_DIR receives copies. Versions come from K8S_VERSION, K8S_STAGING_VERSION
 # and ETCD_VERSION.
+#
+# Several builds may run at once on one cache (two clones, two CI jobs): each cached
+# binary and the shared build module have a lock (flock(1)), builds write under
+# unique temporary names and rename into place, so the second build waits for the
+# first and then reuses its result.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.37.2}
@@ -21,50 +26,95 @@ mkdir -p "$dest"
 
 log() { echo ">> $*" >&2; }
 
-k8s_module_dir() {
-  local dir=$cache_root/src/k8s-$K8S_VERSION
-  if [ ! -f "$dir/go.sum" ]; then
-    log "preparing build module for k8s.io/kubernetes $K8S_VERSION"
-    rm -rf "$dir"; mkdir -p "$dir"
-    local gomod
-    gomod=$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-    {
-      echo "module envoymesh.local/k8sbuild"
-      echo "go 1.26"
-      echo "require k8s.io/kubernetes $K8S_VERSION"
-      grep -Eo '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$gomod" | awk -v v="$K8S_STAGING_VERSION" '{print "replace " $1 " => " $1 " " v}'
-    } >"$dir/go.mod"
-    (cd "$dir" && echo 'package main' >tools.go && GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true)
-    rm -f "$dir/tools.go"
-  fi
-  echo "$dir"
+# locked LOCK COMMAND...: runs COMMAND (a function is fine) holding an exclusive
+# flock(1) on the file LOCK, so that two builds at once (two clones, two CI jobs)
+# take turns: the second waits, then finds the first one's result in the cache.
+# Without flock(1) (not on macOS by default) it runs unlocked; the unique temporary
+# names below still keep two builds from breaking each other, they just both build.
+locked() {
+  local lock=$1; shift
+  if ! command -v flock >/dev/null; then "$@"; return; fi
+  (
+    tmp_dirs=(); trap cleanup EXIT # this subshell's own temporary directories
+    if ! flock -n 9; then
+      log "waiting for another build holding $lock"
+      flock 9
+    fi
+    "$@"
+  ) 9>"$lock"
+}
+
+# Builds write into fresh directories made by mktemp next to their destination (so
+# the final mv is a rename on one file system), listed in tmp_dirs and removed on exit.
+tmp_dirs=()
+cleanup() { if [ ${#tmp_dirs[@]} -gt 0 ]; then rm -rf "${tmp_dirs[@]}"; fi; }
+trap cleanup EXIT
+
+# prepare_k8s_module DIR writes the build module in a temporary directory and renames
+# it to DIR, so DIR is either absent or whole. Called under DIR's lock.
+prepare_k8s_module() {
+  local dir=$1
+  if [ -f "$dir/go.sum" ]; then return 0; fi
+  log "preparing build module for k8s.io/kubernetes $K8S_VERSION"
+  local tmp gomod
+  tmp=$(mktemp -d "$dir.tmp.XXXXXX"); tmp_dirs+=("$tmp")
+  gomod=$(cd "$tmp" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  {
+    echo "module envoymesh.local/k8sbuild"
+    echo "go 1.26"
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    grep -Eo '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$gomod" | awk -v v="$K8S_STAGING_VERSION" '{print "replace " $1 " => " $1 " " v}'
+  } >"$tmp/go.mod"
+  (cd "$tmp" && echo 'package main' >tools.go && GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true)
+  rm -f "$tmp/tools.go"
+  # An incomplete DIR (an earlier build killed midway) is only ever touched under
+  # this lock, so it can go.
+  rm -rf "$dir"
+  mv "$tmp" "$dir"
 }
 
 build_k8s() {
   local name=$1 out=$cache_root/bin/k8s-$K8S_VERSION-stamped/$1
-  if [ ! -x "$out" ]; then
-    local dir; dir=$(k8s_module_dir)
-    log "building $name $K8S_VERSION from the module proxy (several minutes when cold)"
-    # Stamp the version as the release build does: clients such as OLM compare it
-    # with minKubeVersion, and an unstamped build reports v0.0.0-master.
-    local major minor ldflags="" pkg
-    major=${K8S_VERSION#v}; major=${major%%.*}
-    minor=${K8S_VERSION#v*.}; minor=${minor%%.*}
-    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-      ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
-    done
-    (cd "$dir" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "k8s.io/kubernetes/cmd/$name" && mv "$out.tmp" "$out")
-  fi
+  if [ ! -x "$out" ]; then locked "$out.lock" build_k8s_locked "$name" "$out"; fi
   install -m 0755 "$out" "$dest/$name"
+}
+
+# build_k8s_locked NAME OUT builds into a unique temporary directory next to OUT and
+# renames the result to OUT. Called under OUT's lock, so it first checks whether the
+# build it waited for has made OUT.
+build_k8s_locked() {
+  local name=$1 out=$2
+  if [ -x "$out" ]; then return 0; fi
+  local dir=$cache_root/src/k8s-$K8S_VERSION
+  if [ ! -f "$dir/go.sum" ]; then locked "$dir.lock" prepare_k8s_module "$dir"; fi
+  log "building $name $K8S_VERSION from the module proxy (several minutes when cold)"
+  # Stamp the version as the release build does: clients such as OLM compare it
+  # with minKubeVersion, and an unstamped build reports v0.0.0-master.
+  local major minor ldflags="" pkg tmp
+  major=${K8S_VERSION#v}; major=${major%%.*}
+  minor=${K8S_VERSION#v*.}; minor=${minor%%.*}
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  tmp=$(mktemp -d "$out.tmp.XXXXXX"); tmp_dirs+=("$tmp")
+  (cd "$dir" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/$name" "k8s.io/kubernetes/cmd/$name")
+  mv -f "$tmp/$name" "$out"
 }
 
 build_etcd() {
   local out=$cache_root/bin/etcd-$ETCD_VERSION/etcd
-  if [ ! -x "$out" ]; then
-    local dir=$cache_root/src/etcd-$ETCD_VERSION
-    log "building etcd $ETCD_VERSION from the module proxy"
-    rm -rf "$dir"; mkdir -p "$dir"
-    cat >"$dir/main.go" <<'GO'
+  if [ ! -x "$out" ]; then locked "$out.lock" build_etcd_locked "$out"; fi
+  install -m 0755 "$out" "$dest/etcd"
+}
+
+# build_etcd_locked OUT, under OUT's lock, which also guards the etcd source dir.
+build_etcd_locked() {
+  local out=$1
+  if [ -x "$out" ]; then return 0; fi
+  local dir=$cache_root/src/etcd-$ETCD_VERSION tmp
+  log "building etcd $ETCD_VERSION from the module proxy"
+  rm -rf "$dir"; mkdir -p "$dir"
+  cat >"$dir/main.go" <<'GO'
 package main
 
 import (
@@ -75,15 +125,15 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 GO
-    (cd "$dir" && go mod init envoymesh.local/etcdbuild >/dev/null 2>&1 &&
-      GOFLAGS=-mod=mod go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1 &&
-      GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 &&
-      CGO_ENABLED=0 go build -trimpath -o "$out.tmp" . && mv "$out.tmp" "$out")
-  fi
-  install -m 0755 "$out" "$dest/etcd"
+  tmp=$(mktemp -d "$out.tmp.XXXXXX"); tmp_dirs+=("$tmp")
+  (cd "$dir" && go mod init envoymesh.local/etcdbuild >/dev/null 2>&1 &&
+    GOFLAGS=-mod=mod go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1 &&
+    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 &&
+    CGO_ENABLED=0 go build -trimpath -o "$tmp/etcd" .)
+  mv -f "$tmp/etcd" "$out"
 }
 
-mkdir -p "$cache_root/bin/k8s-$K8S_VERSION-stamped" "$cache_root/bin/etcd-$ETCD_VERSION"
+mkdir -p "$cache_root/bin/k8s-$K8S_VERSION-stamped" "$cache_root/bin/etcd-$ETCD_VERSION" "$cache_root/src"
 for b in "$@"; do
   case $b in
     etcd) build_etcd ;;

@@ -7,6 +7,10 @@
 # The result is cached per version under the user cache directory (XDG_CACHE_HOME
 # or ~/.cache)/envoymesh-operator, so a fresh clone on the same machine reuses it;
 # DEST_DIR receives copies. The version comes from KWOK_VERSION.
+#
+# Two builds at once on one cache take turns on a lock (flock(1)); the build writes
+# into a unique temporary directory and renames the binaries into place, so the
+# second build waits for the first and then reuses its result.
 set -euo pipefail
 
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
@@ -16,14 +20,38 @@ cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/envoymesh-operator
 out=$cache_root/bin/kwok-$KWOK_VERSION
 mkdir -p "$dest" "$out"
 
-if [ ! -x "$out/kwok" ] || [ ! -x "$out/kwokctl" ]; then
-  echo ">> building kwok and kwokctl $KWOK_VERSION from the module proxy (a few minutes when cold)" >&2
-  dir=$cache_root/src/kwok-$KWOK_VERSION
+log() { echo ">> $*" >&2; }
+
+built() { [ -x "$out/kwok" ] && [ -x "$out/kwokctl" ]; }
+
+tmp=""
+trap 'if [ -n "$tmp" ]; then rm -rf "$tmp"; fi' EXIT
+
+# build runs under the lock on $out.lock (which also guards the source directory),
+# so it first checks whether the build it waited for has made the binaries.
+build() {
+  if built; then return 0; fi
+  log "building kwok and kwokctl $KWOK_VERSION from the module proxy (a few minutes when cold)"
+  local dir=$cache_root/src/kwok-$KWOK_VERSION
   rm -rf "$dir"; mkdir -p "$dir"
   printf 'module envoymesh.local/kwokbuild\n\ngo 1.26\n' >"$dir/go.mod"
+  tmp=$(mktemp -d "$out.tmp.XXXXXX")
   (cd "$dir" &&
     GOFLAGS=-mod=mod go get "sigs.k8s.io/kwok@$KWOK_VERSION" >/dev/null 2>&1 &&
-    GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$out/" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl)
+    GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$tmp/" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl)
+  mv -f "$tmp/kwok" "$tmp/kwokctl" "$out/"
+}
+
+if ! built; then
+  if command -v flock >/dev/null; then
+    exec 9>"$out.lock"
+    if ! flock -n 9; then
+      log "waiting for another build holding $out.lock"
+      flock 9
+    fi
+  fi
+  build
+  if command -v flock >/dev/null; then exec 9>&-; fi
 fi
 install -m 0755 "$out/kwok" "$dest/kwok"
 install -m 0755 "$out/kwokctl" "$dest/kwokctl"

@@ -17,21 +17,57 @@ dest=$1
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/envoymesh-operator
 mkdir -p "$dest"
 
+log() { echo ">> $*" >&2; }
+
+tmp_dirs=()
+cleanup() { if [ ${#tmp_dirs[@]} -gt 0 ]; then rm -rf "${tmp_dirs[@]}"; fi; }
+trap cleanup EXIT
+
+# missing OUT_DIR PACKAGE... succeeds when a package's binary is not cached yet.
+missing() {
+  local out=$1 p; shift
+  for p in "$@"; do [ -x "$out/$(basename "$p")" ] || return 0; done
+  return 1
+}
+
 # build MODULE VERSION NAME OUT_DIR CGO TAGS PACKAGE...
+#
+# Two builds at once on one cache take turns on a lock per OUT_DIR (flock(1)), which
+# also guards the module directory; binaries are built into a unique temporary
+# directory and renamed into place, so the second build waits for the first and
+# then reuses its result.
 build() {
-  local module=$1 version=$2 name=$3 out=$4 cgo=$5 tags=$6; shift 6
-  local missing=0 p
-  for p in "$@"; do [ -x "$out/$(basename "$p")" ] || missing=1; done
-  if [ $missing = 1 ]; then
-    echo ">> building $* from $module $version (module proxy; several minutes when cold)" >&2
-    local dir=$cache_root/src/$name-$version
-    mkdir -p "$dir" "$out"
-    [ -f "$dir/go.mod" ] || printf 'module envoymesh.local/%sbuild\n\ngo 1.26\n' "$name" >"$dir/go.mod"
-    (cd "$dir" &&
-      GOFLAGS=-mod=mod go get "$module@$version" >/dev/null 2>&1 &&
-      GOFLAGS=-mod=mod CGO_ENABLED=$cgo go build -trimpath -tags "$tags" -o "$out/" "$@")
+  local out=$4 p
+  mkdir -p "$out"
+  if missing "$out" "${@:7}"; then
+    if command -v flock >/dev/null; then
+      (
+        tmp_dirs=(); trap cleanup EXIT # this subshell's own temporary directories
+        if ! flock -n 9; then
+          log "waiting for another build holding $out.lock"
+          flock 9
+        fi
+        build_locked "$@"
+      ) 9>"$out.lock"
+    else
+      build_locked "$@"
+    fi
   fi
-  for p in "$@"; do install -m 0755 "$out/$(basename "$p")" "$dest/$(basename "$p")"; done
+  for p in "${@:7}"; do install -m 0755 "$out/$(basename "$p")" "$dest/$(basename "$p")"; done
+}
+
+build_locked() {
+  local module=$1 version=$2 name=$3 out=$4 cgo=$5 tags=$6; shift 6
+  missing "$out" "$@" || return 0
+  log "building $* from $module $version (module proxy; several minutes when cold)"
+  local dir=$cache_root/src/$name-$version tmp p
+  mkdir -p "$dir"
+  [ -f "$dir/go.mod" ] || printf 'module envoymesh.local/%sbuild\n\ngo 1.26\n' "$name" >"$dir/go.mod"
+  tmp=$(mktemp -d "$out.tmp.XXXXXX"); tmp_dirs+=("$tmp")
+  (cd "$dir" &&
+    GOFLAGS=-mod=mod go get "$module@$version" >/dev/null 2>&1 &&
+    GOFLAGS=-mod=mod CGO_ENABLED=$cgo go build -trimpath -tags "$tags" -o "$tmp/" "$@")
+  for p in "$@"; do mv -f "$tmp/$(basename "$p")" "$out/"; done
 }
 
 build github.com/operator-framework/operator-lifecycle-manager "$OLM_VERSION" olm \

@@ -11,7 +11,9 @@
 # tag (no gpgme), and the version variables stamped, so that generated bundles
 # carry "operators.operatorframework.io/builder: operator-sdk-<version>" rather
 # than "operator-sdk-unknown". The binary is cached per version under the user
-# cache directory (XDG_CACHE_HOME or ~/.cache); DEST_FILE receives a copy.
+# cache directory (XDG_CACHE_HOME or ~/.cache); DEST_FILE receives a copy. Two
+# builds at once on one cache take turns on a lock (flock(1)), so the second waits
+# for the first and then reuses its result.
 set -euo pipefail
 
 OPERATOR_SDK_VERSION=${OPERATOR_SDK_VERSION:-v1.42.2}
@@ -24,11 +26,18 @@ out=$cache_root/bin/operator-sdk-$OPERATOR_SDK_VERSION/operator-sdk
 
 log() { echo ">> $*" >&2; }
 
-if [ ! -x "$out" ]; then
-  dir=$cache_root/src/operator-sdk-$OPERATOR_SDK_VERSION
-  mod=github.com/operator-framework/operator-sdk
+tmp=""
+trap 'if [ -n "$tmp" ]; then rm -rf "$tmp"; fi' EXIT
+
+# build runs under the lock on $out.lock (which also guards the module directory), so
+# it first checks whether the build it waited for has made the binary. It builds into
+# a unique temporary directory and renames the binary into place.
+build() {
+  if [ -x "$out" ]; then return 0; fi
+  local dir=$cache_root/src/operator-sdk-$OPERATOR_SDK_VERSION
+  local mod=github.com/operator-framework/operator-sdk
   log "building operator-sdk $OPERATOR_SDK_VERSION from the module proxy (a few minutes when cold)"
-  rm -rf "$dir"; mkdir -p "$dir" "$(dirname "$out")"
+  rm -rf "$dir"; mkdir -p "$dir"
   cat >"$dir/tools.go" <<'GO'
 //go:build tools
 
@@ -36,15 +45,30 @@ package tools
 
 import _ "github.com/operator-framework/operator-sdk/cmd/operator-sdk"
 GO
-  pkg=$mod/internal/version
+  local pkg=$mod/internal/version ldflags
   ldflags="-X $pkg.Version=$OPERATOR_SDK_VERSION -X $pkg.GitVersion=$OPERATOR_SDK_VERSION"
   ldflags+=" -X $pkg.GitCommit=$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "$mod@$OPERATOR_SDK_VERSION" | sed -n 's/.*"Hash": "\(.*\)".*/\1/p')"
   ldflags+=" -X $pkg.KubernetesVersion=$OPERATOR_SDK_K8S_VERSION -X $pkg.ImageVersion=$OPERATOR_SDK_VERSION"
+  tmp=$(mktemp -d "$out.tmp.XXXXXX")
   (cd "$dir" &&
     go mod init envoymesh.local/operatorsdkbuild >/dev/null 2>&1 &&
     GOFLAGS=-mod=mod go get "$mod@$OPERATOR_SDK_VERSION" >/dev/null &&
     GOFLAGS=-mod=mod go mod tidy >/dev/null &&
     CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -tags containers_image_openpgp -ldflags "$ldflags" \
-      -o "$out.tmp" "$mod/cmd/operator-sdk" && mv "$out.tmp" "$out")
+      -o "$tmp/operator-sdk" "$mod/cmd/operator-sdk")
+  mv -f "$tmp/operator-sdk" "$out"
+}
+
+if [ ! -x "$out" ]; then
+  mkdir -p "$(dirname "$out")"
+  if command -v flock >/dev/null; then
+    exec 9>"$out.lock"
+    if ! flock -n 9; then
+      log "waiting for another build holding $out.lock"
+      flock 9
+    fi
+  fi
+  build
+  if command -v flock >/dev/null; then exec 9>&-; fi
 fi
 install -m 0755 "$out" "$dest"
