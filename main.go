@@ -1,5 +1,5 @@
-// Command manager runs the envoymesh operator: the MeshService and ServiceMesh
-// controllers and the sidecar prober.
+// Command manager runs the envoymesh operator (controllers.NewManager) with the
+// settings of its flags.
 package main
 
 import (
@@ -8,36 +8,18 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 	"github.com/envoymesh/envoymesh-operator/controllers"
-	"github.com/envoymesh/envoymesh-operator/internal/objects"
 	"github.com/envoymesh/envoymesh-operator/internal/prober"
 )
 
 // DefaultEnvoyImage is the sidecar image when neither the mesh nor the service set one.
 const DefaultEnvoyImage = "envoyproxy/envoy:distroless-v1.40.0"
 
-var (
-	scheme   = runtime.NewScheme()
-	setupLog = ctrl.Log.WithName("setup")
-)
-
-func init() {
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(meshv1alpha1.AddToScheme(scheme))
-}
+var setupLog = ctrl.Log.WithName("setup")
 
 func main() {
 	var (
@@ -82,69 +64,22 @@ func main() {
 	cfg.Burst = kubeAPIBurst
 	cfg.DisableCompression = !kubeAPICompression
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress: probeAddr,
-		PprofBindAddress:       pprofAddr,
-		LeaderElection:         enableLeaderElection,
-		LeaderElectionID:       "envoymesh-operator.mesh.envoymesh.io",
-		Cache: cache.Options{
-			DefaultNamespaces: namespaceConfig(watchNamespaces),
-			// The prober only needs meshed pods; caching every pod would cost memory.
-			ByObject:         map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: meshedPods()}},
-			DefaultTransform: stripForCache,
+	mgr, err := controllers.NewManager(cfg, controllers.ManagerOptions{
+		Manager: ctrl.Options{
+			Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+			HealthProbeBindAddress: probeAddr,
+			PprofBindAddress:       pprofAddr,
+			LeaderElection:         enableLeaderElection,
+			LeaderElectionID:       "envoymesh-operator.mesh.envoymesh.io",
 		},
+		Namespaces:              namespaceList(watchNamespaces),
+		EnvoyImage:              envoyImage,
+		ClusterDomain:           clusterDomain,
+		MaxConcurrentReconciles: maxConcurrentReconciles,
+		Probe:                   prober.Options{Interval: probeInterval, Timeout: probeTimeout, Concurrency: probeConcurrency},
 	})
 	if err != nil {
 		setupLog.Error(err, "unable to create manager")
-		os.Exit(1)
-	}
-
-	sidecars := prober.New(mgr.GetClient(), nil, prober.Options{
-		Interval: probeInterval, Timeout: probeTimeout, Concurrency: probeConcurrency,
-	})
-	gateways := prober.New(mgr.GetClient(), nil, prober.Options{
-		Interval: probeInterval, Timeout: probeTimeout, Concurrency: probeConcurrency, OwnerLabel: objects.GatewayLabel,
-	})
-	for _, p := range []*prober.Prober{sidecars, gateways} {
-		if err := mgr.Add(p); err != nil {
-			setupLog.Error(err, "unable to add a prober")
-			os.Exit(1)
-		}
-	}
-
-	if err := (&controllers.MeshServiceReconciler{
-		Client:                  mgr.GetClient(),
-		Recorder:                mgr.GetEventRecorder("envoymesh-operator"),
-		ClusterDomain:           clusterDomain,
-		DefaultSidecar:          objects.DefaultSidecar(envoyImage),
-		MaxConcurrentReconciles: maxConcurrentReconciles,
-		Sidecars:                sidecars,
-		SidecarEvents:           sidecars.Events(),
-	}).SetupWithManager(mgr); err != nil {
-		setupLog.Error(err, "unable to create controller", "controller", "MeshService")
-		os.Exit(1)
-	}
-
-	if err := (&controllers.ServiceMeshReconciler{
-		Client:         mgr.GetClient(),
-		Recorder:       mgr.GetEventRecorder("envoymesh-operator"),
-		ClusterDomain:  clusterDomain,
-		DefaultSidecar: objects.DefaultSidecar(envoyImage),
-		Gateways:       gateways,
-		GatewayEvents:  gateways.Events(),
-	}).SetupWithManager(mgr); err != nil {
-		setupLog.Error(err, "unable to create controller", "controller", "ServiceMesh")
-		os.Exit(1)
-	}
-
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		setupLog.Error(err, "unable to set up health check")
-		os.Exit(1)
-	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		setupLog.Error(err, "unable to set up ready check")
 		os.Exit(1)
 	}
 
@@ -155,33 +90,13 @@ func main() {
 	}
 }
 
-// meshedPods selects the pods the operator runs (MeshService and gateway pods),
-// the only ones the probers need.
-func meshedPods() labels.Selector {
-	return labels.SelectorFromSet(labels.Set{objects.ManagedByLabel: objects.ManagedBy})
-}
-
-// stripForCache drops the managedFields of every object, which the operator never
-// reads from its cache. ConfigMaps, whose data it never reads back either, are
-// watched as metadata only (see the controllers), so their data does not reach
-// the cache at all. Both cut peak RSS at scale (docs/benchmarks.md).
-func stripForCache(obj any) (any, error) {
-	if o, ok := obj.(client.Object); ok {
-		o.SetManagedFields(nil)
-	}
-	return obj, nil
-}
-
-// namespaceConfig turns "a,b" into the cache's per-namespace config; empty means
-// every namespace (nil), which is what AllNamespaces install mode asks for.
-func namespaceConfig(list string) map[string]cache.Config {
-	var out map[string]cache.Config
+// namespaceList turns "a, b" into [a b]; empty means every namespace, which is
+// what the AllNamespaces install mode asks for.
+func namespaceList(list string) []string {
+	var out []string
 	for _, ns := range strings.Split(list, ",") {
 		if ns = strings.TrimSpace(ns); ns != "" {
-			if out == nil {
-				out = map[string]cache.Config{}
-			}
-			out[ns] = cache.Config{}
+			out = append(out, ns)
 		}
 	}
 	return out

@@ -15,14 +15,13 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
-	"github.com/envoymesh/envoymesh-operator/internal/objects"
+	"github.com/envoymesh/envoymesh-operator/internal/prober"
 )
 
 // countingClient counts the writes that succeeded and failed, so a test can tell
@@ -57,29 +56,31 @@ type extraManager struct {
 	elected         <-chan struct{}
 }
 
-// startManager runs a second MeshService controller against the suite's API
-// server, watching only ns, as the user behind restCfg.
+// startManager runs a second operator, wired as main.go wires it, against the
+// suite's API server, watching only ns, as the user behind restCfg.
 func startManager(restCfg *rest.Config, ns string, leaderElect bool) *extraManager {
 	m := &extraManager{done: make(chan struct{})}
-	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme:                  scheme.Scheme,
-		Metrics:                 metricsserver.Options{BindAddress: "0"},
-		Cache:                   cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
-		Controller:              config.Controller{SkipNameValidation: ptr.To(true)},
-		LeaderElection:          leaderElect,
-		LeaderElectionID:        "envoymesh-operator-test",
-		LeaderElectionNamespace: ns,
-		LeaseDuration:           ptr.To(2 * time.Second),
-		RenewDeadline:           ptr.To(1 * time.Second),
-		RetryPeriod:             ptr.To(200 * time.Millisecond),
+	mgr, err := NewManager(restCfg, ManagerOptions{
+		Manager: ctrl.Options{
+			Scheme:                  scheme.Scheme,
+			Metrics:                 metricsserver.Options{BindAddress: "0"},
+			Controller:              config.Controller{SkipNameValidation: ptr.To(true)},
+			LeaderElection:          leaderElect,
+			LeaderElectionID:        "envoymesh-operator-test",
+			LeaderElectionNamespace: ns,
+			LeaseDuration:           ptr.To(2 * time.Second),
+			RenewDeadline:           ptr.To(1 * time.Second),
+			RetryPeriod:             ptr.To(200 * time.Millisecond),
+		},
+		Namespaces:    []string{ns},
+		EnvoyImage:    testEnvoyImage,
+		ClusterDomain: "cluster.local",
+		Probe:         prober.Options{Port: statusPort},
+		WrapClient: func(c client.Client) client.Client {
+			return countingClient{Client: c, applied: &m.applied, failed: &m.failed}
+		},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect((&MeshServiceReconciler{
-		Client:         countingClient{Client: mgr.GetClient(), applied: &m.applied, failed: &m.failed},
-		Recorder:       mgr.GetEventRecorder("envoymesh-operator"),
-		ClusterDomain:  "cluster.local",
-		DefaultSidecar: objects.DefaultSidecar(testEnvoyImage),
-	}).SetupWithManager(mgr)).To(Succeed())
 	m.elected = mgr.Elected()
 	var mctx context.Context
 	mctx, m.cancel = context.WithCancel(ctx)

@@ -32,6 +32,8 @@ func runningPod(ns, msName, podName string) (*corev1.Pod, *admintest.Sidecar) {
 }
 
 func runningPodLabelled(ns, podName string, labels map[string]string) (*corev1.Pod, *admintest.Sidecar) {
+	// As on the pods of the Deployments we write: the manager caches only these.
+	labels[objects.ManagedByLabel] = objects.ManagedBy
 	ip := nextPodIP()
 	sidecar := admintest.NewSidecar()
 	Expect(sidecar.Serve(fmt.Sprintf("%s:%d", ip, statusPort))).To(Succeed())

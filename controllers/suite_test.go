@@ -19,7 +19,6 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
-	"github.com/envoymesh/envoymesh-operator/internal/objects"
 	"github.com/envoymesh/envoymesh-operator/internal/prober"
 )
 
@@ -67,36 +66,14 @@ var _ = BeforeSuite(func() {
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme.Scheme})
 	Expect(err).NotTo(HaveOccurred())
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  scheme.Scheme,
-		Metrics: metricsserver.Options{BindAddress: "0"},
+	statusPort = freePort()
+	mgr, err := NewManager(cfg, ManagerOptions{
+		Manager:       ctrl.Options{Scheme: scheme.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}},
+		EnvoyImage:    testEnvoyImage,
+		ClusterDomain: "cluster.local",
+		Probe:         prober.Options{Interval: probeInterval, Timeout: 2 * time.Second, Concurrency: 8, Port: statusPort},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	statusPort = freePort()
-	sidecars := prober.New(mgr.GetClient(), nil, prober.Options{
-		Interval: probeInterval, Timeout: 2 * time.Second, Concurrency: 8, Port: statusPort,
-	})
-	Expect(mgr.Add(sidecars)).To(Succeed())
-	gateways := prober.New(mgr.GetClient(), nil, prober.Options{
-		Interval: probeInterval, Timeout: 2 * time.Second, Concurrency: 8, Port: statusPort, OwnerLabel: objects.GatewayLabel,
-	})
-	Expect(mgr.Add(gateways)).To(Succeed())
-	Expect((&MeshServiceReconciler{
-		Client:         mgr.GetClient(),
-		Recorder:       mgr.GetEventRecorder("envoymesh-operator"),
-		ClusterDomain:  "cluster.local",
-		DefaultSidecar: objects.DefaultSidecar(testEnvoyImage),
-		Sidecars:       sidecars,
-		SidecarEvents:  sidecars.Events(),
-	}).SetupWithManager(mgr)).To(Succeed())
-	Expect((&ServiceMeshReconciler{
-		Client:         mgr.GetClient(),
-		Recorder:       mgr.GetEventRecorder("envoymesh-operator"),
-		ClusterDomain:  "cluster.local",
-		DefaultSidecar: objects.DefaultSidecar(testEnvoyImage),
-		Gateways:       gateways,
-		GatewayEvents:  gateways.Events(),
-	}).SetupWithManager(mgr)).To(Succeed())
 
 	go func() {
 		defer GinkgoRecover()

@@ -12,7 +12,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -22,7 +21,6 @@ import (
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 	"github.com/envoymesh/envoymesh-operator/controllers"
-	"github.com/envoymesh/envoymesh-operator/internal/objects"
 	"github.com/envoymesh/envoymesh-operator/internal/prober"
 )
 
@@ -65,29 +63,29 @@ type operator struct {
 	done   chan struct{}
 }
 
-// startOperator runs the MeshService controller (and, with probe set, the
-// sidecar prober with those options) until stopped.
+// startOperator runs the operator as main.go wires it, watching ns (with probe
+// set, its probers use those options) until stopped.
 func startOperator(ns string, probe *prober.Options) *operator {
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:     scheme.Scheme,
-		Metrics:    metricsserver.Options{BindAddress: "0"},
-		Cache:      cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	Expect(err).NotTo(HaveOccurred())
-	r := &controllers.MeshServiceReconciler{
-		Client:                  mgr.GetClient(),
-		Recorder:                mgr.GetEventRecorder("envoymesh-operator"),
+	o := controllers.ManagerOptions{
+		Manager: ctrl.Options{
+			Scheme:     scheme.Scheme,
+			Metrics:    metricsserver.Options{BindAddress: "0"},
+			Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		},
+		Namespaces:              []string{ns},
+		EnvoyImage:              "envoy:test",
 		ClusterDomain:           "cluster.local",
-		DefaultSidecar:          objects.DefaultSidecar("envoy:test"),
 		MaxConcurrentReconciles: 4,
 	}
 	if probe != nil {
-		p := prober.New(mgr.GetClient(), nil, *probe)
-		Expect(mgr.Add(p)).To(Succeed())
-		r.Sidecars, r.SidecarEvents = p, p.Events()
+		o.Probe = *probe
+	} else {
+		// Nothing answers on this port: the probers find no pods to probe
+		// until a test runs some, and then see them unreachable.
+		o.Probe = prober.Options{Interval: time.Hour}
 	}
-	Expect(r.SetupWithManager(mgr)).To(Succeed())
+	mgr, err := controllers.NewManager(cfg, o)
+	Expect(err).NotTo(HaveOccurred())
 	op := &operator{done: make(chan struct{})}
 	var mctx context.Context
 	mctx, op.cancel = context.WithCancel(ctx)

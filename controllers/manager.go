@@ -1,0 +1,149 @@
+package controllers
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+
+	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+	"github.com/envoymesh/envoymesh-operator/internal/objects"
+	"github.com/envoymesh/envoymesh-operator/internal/prober"
+)
+
+// EventSource names the operator in the events it records.
+const EventSource = "envoymesh-operator"
+
+// ManagerOptions are what may differ between the manager main.go runs and the
+// ones the tests and benchmarks run. Everything else (the cache, the indexes,
+// the controllers and the runnables) is wired by NewManager, once, for all.
+type ManagerOptions struct {
+	// Manager is controller-runtime's own settings: metrics, health probes, leader
+	// election, pprof. NewManager sets its Cache; a nil Scheme gets Scheme().
+	Manager ctrl.Options
+	// Namespaces restricts what the manager watches; empty watches every namespace.
+	Namespaces []string
+	// EnvoyImage is the sidecar image when neither the mesh nor the MeshService set one.
+	EnvoyImage string
+	// ClusterDomain is the cluster's DNS domain, used in upstream addresses.
+	ClusterDomain string
+	// MaxConcurrentReconciles bounds parallel MeshService reconciles (0: controller-runtime's default).
+	MaxConcurrentReconciles int
+	// Probe tunes the sidecar and the gateway probers (their OwnerLabel is set here).
+	Probe prober.Options
+	// WrapClient, when set, wraps the client the controllers read and write with:
+	// tests count writes through it.
+	WrapClient func(client.Client) client.Client
+}
+
+// Manager is the operator, ready to Start.
+type Manager struct {
+	ctrl.Manager
+	// Sidecars and Gateways are the probers of MeshService sidecars and of mesh gateways.
+	Sidecars, Gateways *prober.Prober
+}
+
+// Scheme holds the built-in kinds and ours.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(meshv1alpha1.AddToScheme(s))
+	return s
+}
+
+// NewManager builds the operator: the cache as the controllers need it, both
+// probers, both controllers and their indexes. A new runnable (a signer, an xDS
+// server) is added here, so every test runs it as main.go does.
+func NewManager(cfg *rest.Config, o ManagerOptions) (*Manager, error) {
+	mo := o.Manager
+	if mo.Scheme == nil {
+		mo.Scheme = Scheme()
+	}
+	mo.Cache = cacheOptions(o.Namespaces)
+	mgr, err := ctrl.NewManager(cfg, mo)
+	if err != nil {
+		return nil, err
+	}
+	c := mgr.GetClient()
+	if o.WrapClient != nil {
+		c = o.WrapClient(c)
+	}
+
+	m := &Manager{Manager: mgr}
+	sidecarProbe, gatewayProbe := o.Probe, o.Probe
+	sidecarProbe.OwnerLabel, gatewayProbe.OwnerLabel = objects.ServiceLabel, objects.GatewayLabel
+	m.Sidecars = prober.New(mgr.GetClient(), nil, sidecarProbe)
+	m.Gateways = prober.New(mgr.GetClient(), nil, gatewayProbe)
+	for _, p := range []*prober.Prober{m.Sidecars, m.Gateways} {
+		if err := mgr.Add(p); err != nil {
+			return nil, err
+		}
+	}
+
+	defaultSidecar := objects.DefaultSidecar(o.EnvoyImage)
+	if err := (&MeshServiceReconciler{
+		Client:                  c,
+		Recorder:                mgr.GetEventRecorder(EventSource),
+		ClusterDomain:           o.ClusterDomain,
+		DefaultSidecar:          defaultSidecar,
+		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+		Sidecars:                m.Sidecars,
+		SidecarEvents:           m.Sidecars.Events(),
+	}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	if err := (&ServiceMeshReconciler{
+		Client:         c,
+		Recorder:       mgr.GetEventRecorder(EventSource),
+		ClusterDomain:  o.ClusterDomain,
+		DefaultSidecar: defaultSidecar,
+		Gateways:       m.Gateways,
+		GatewayEvents:  m.Gateways.Events(),
+	}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// cacheOptions are the cache settings every manager runs with: the namespaces
+// it watches, only the pods the operator runs (the probers need no others, and
+// caching every pod would cost memory), and no managedFields, which nothing
+// reads. ConfigMaps are watched as metadata only (see SetupWithManager), so their
+// data never reaches the cache. Both cut peak RSS at scale (docs/benchmarks.md).
+func cacheOptions(namespaces []string) cache.Options {
+	o := cache.Options{
+		ByObject:         map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: meshedPods()}},
+		DefaultTransform: stripForCache,
+	}
+	for _, ns := range namespaces {
+		if o.DefaultNamespaces == nil {
+			o.DefaultNamespaces = map[string]cache.Config{}
+		}
+		o.DefaultNamespaces[ns] = cache.Config{}
+	}
+	return o
+}
+
+// meshedPods selects the pods the operator runs (MeshService and gateway pods).
+func meshedPods() labels.Selector {
+	return labels.SelectorFromSet(labels.Set{objects.ManagedByLabel: objects.ManagedBy})
+}
+
+func stripForCache(obj any) (any, error) {
+	if o, ok := obj.(client.Object); ok {
+		o.SetManagedFields(nil)
+	}
+	return obj, nil
+}
