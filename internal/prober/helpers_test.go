@@ -86,40 +86,49 @@ func key(namespace, name string) types.NamespacedName {
 	return types.NamespacedName{Namespace: namespace, Name: name}
 }
 
-// drain returns the events already in the channel. Without Start running, Sweep sends straight into
-// the channel's buffer, so after Sweep returns this is everything the sweep raised.
+// drain returns the MeshServices named by the events already in the channel. Without Start
+// running, Sweep sends straight into the channel's buffer, so after Sweep returns this is
+// everything the sweep raised.
 func drain(t testing.TB, p *Prober) []types.NamespacedName {
+	t.Helper()
+	return drainKind(t, p, "MeshService")
+}
+
+// drainKind is drain for events that must name owners of the given kind.
+func drainKind(t testing.TB, p *Prober, kind string) []types.NamespacedName {
 	t.Helper()
 	var out []types.NamespacedName
 	for {
 		select {
 		case ev := <-p.Events():
-			out = append(out, eventOwner(t, ev.Object))
+			out = append(out, eventOwner(t, ev.Object, kind))
 		default:
 			return out
 		}
 	}
 }
 
-// eventOwner checks an event names a MeshService and returns which.
-func eventOwner(t testing.TB, obj client.Object) types.NamespacedName {
+// eventOwner checks an event names a mesh.envoymesh.io/v1alpha1 object of the given kind and
+// returns which.
+func eventOwner(t testing.TB, obj client.Object, kind string) types.NamespacedName {
 	t.Helper()
 	pom, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		t.Fatalf("event object is %T, want *metav1.PartialObjectMetadata", obj)
 	}
-	if pom.Kind != "MeshService" || pom.APIVersion != "mesh.envoymesh.io/v1alpha1" {
-		t.Fatalf("event object is a %s %s, want a mesh.envoymesh.io/v1alpha1 MeshService", pom.APIVersion, pom.Kind)
+	if pom.Kind != kind || pom.APIVersion != "mesh.envoymesh.io/v1alpha1" {
+		t.Fatalf("event object is a %s %s, want a mesh.envoymesh.io/v1alpha1 %s", pom.APIVersion, pom.Kind, kind)
 	}
 	return client.ObjectKeyFromObject(obj)
 }
 
-// receive waits for one event. The deadline only stops a broken test from hanging.
+// receive waits for one event, which must name a MeshService. The deadline only stops a broken
+// test from hanging.
 func receive(t testing.TB, p *Prober) types.NamespacedName {
 	t.Helper()
 	select {
 	case ev := <-p.Events():
-		return eventOwner(t, ev.Object)
+		return eventOwner(t, ev.Object, "MeshService")
 	case <-time.After(30 * time.Second):
 		t.Fatal("no event within 30s")
 		return types.NamespacedName{}

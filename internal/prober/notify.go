@@ -15,6 +15,8 @@ import (
 // a change: an owner goes straight into the buffered events channel when there is room, and
 // otherwise waits in pending, a set that coalesces repeats, until feed delivers it.
 type notifier struct {
+	// kind is the Kind of the owners the events name.
+	kind   string
 	events chan event.GenericEvent
 	// wake tells feed that pending has owners; its one-slot buffer keeps a wake-up sent while feed
 	// is busy.
@@ -24,8 +26,9 @@ type notifier struct {
 	pending map[types.NamespacedName]struct{}
 }
 
-func newNotifier(buffer int) *notifier {
+func newNotifier(buffer int, kind string) *notifier {
 	return &notifier{
+		kind:    kind,
 		events:  make(chan event.GenericEvent, buffer),
 		wake:    make(chan struct{}, 1),
 		pending: make(map[types.NamespacedName]struct{}),
@@ -41,7 +44,7 @@ func (n *notifier) enqueue(owners map[types.NamespacedName]struct{}) {
 			continue
 		}
 		select {
-		case n.events <- ownerEvent(owner):
+		case n.events <- ownerEvent(n.kind, owner):
 		default:
 			n.pending[owner] = struct{}{}
 		}
@@ -69,7 +72,7 @@ func (n *notifier) feed(ctx context.Context) {
 				break
 			}
 			select {
-			case n.events <- ownerEvent(owner):
+			case n.events <- ownerEvent(n.kind, owner):
 			case <-ctx.Done():
 				return
 			}
@@ -87,10 +90,11 @@ func (n *notifier) pop() (types.NamespacedName, bool) {
 	return types.NamespacedName{}, false
 }
 
-// ownerEvent names a MeshService. Metadata is all a handler such as EnqueueRequestForObject reads.
-func ownerEvent(owner types.NamespacedName) event.GenericEvent {
+// ownerEvent names an owner of the given kind (MeshService or ServiceMesh). Metadata is all a
+// handler such as EnqueueRequestForObject reads; the TypeMeta keeps logs and other handlers honest.
+func ownerEvent(kind string, owner types.NamespacedName) event.GenericEvent {
 	return event.GenericEvent{Object: &metav1.PartialObjectMetadata{
-		TypeMeta:   metav1.TypeMeta{APIVersion: meshv1alpha1.GroupVersion.String(), Kind: "MeshService"},
+		TypeMeta:   metav1.TypeMeta{APIVersion: meshv1alpha1.GroupVersion.String(), Kind: kind},
 		ObjectMeta: metav1.ObjectMeta{Namespace: owner.Namespace, Name: owner.Name},
 	}}
 }

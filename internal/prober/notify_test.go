@@ -10,7 +10,7 @@ import (
 // TestNotifierDeliversOverflow fills the events channel and checks that enqueue still returns, that
 // repeats of a pending owner coalesce, and that feed later delivers every owner that did not fit.
 func TestNotifierDeliversOverflow(t *testing.T) {
-	n := newNotifier(1)
+	n := newNotifier(1, "MeshService")
 	owners := map[types.NamespacedName]struct{}{key(ns, "a"): {}, key(ns, "b"): {}, key(ns, "c"): {}}
 
 	// The first enqueue buffers one owner and leaves two pending; the second coalesces those two and

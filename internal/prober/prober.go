@@ -79,6 +79,15 @@ func (o Options) kind() string {
 	return "service"
 }
 
+// ownerKind is the Kind of the objects OwnerLabel names: ServiceMesh for gateways, MeshService
+// otherwise.
+func (o Options) ownerKind() string {
+	if o.OwnerLabel == objects.GatewayLabel {
+		return "ServiceMesh"
+	}
+	return "MeshService"
+}
+
 func (o Options) withDefaults() Options {
 	if o.Interval <= 0 {
 		o.Interval = DefaultInterval
@@ -122,6 +131,7 @@ var (
 func New(c client.Reader, admin *envoyadmin.Client, opts Options) *Prober {
 	registerMetrics()
 	opts = opts.withDefaults()
+	initMetrics(opts.kind())
 	if admin == nil {
 		admin = envoyadmin.NewClient(nil, opts.Timeout)
 	}
@@ -129,7 +139,7 @@ func New(c client.Reader, admin *envoyadmin.Client, opts Options) *Prober {
 		reader: c,
 		admin:  admin,
 		opts:   opts,
-		notify: newNotifier(eventBuffer),
+		notify: newNotifier(eventBuffer, opts.ownerKind()),
 	}
 }
 
@@ -156,14 +166,15 @@ func (p *Prober) Start(ctx context.Context) error {
 // observations, and followers would only add load on every sidecar.
 func (p *Prober) NeedLeaderElection() bool { return true }
 
-// Observations returns copies of the cached observations of the pods of MeshService ms, sorted by
-// pod name; nil when none is cached.
+// Observations returns copies of the cached observations of the pods of owner ms (a MeshService,
+// or a ServiceMesh for the gateway prober), sorted by pod name; nil when none is cached.
 func (p *Prober) Observations(ms types.NamespacedName) []PodObservation {
 	return p.cache.observations(ms)
 }
 
 // Events is the channel a controller watches with source.Channel. Each event's Object is a
-// *metav1.PartialObjectMetadata naming a MeshService whose sidecars' observations changed.
+// *metav1.PartialObjectMetadata naming an owner whose Envoys' observations changed: a
+// MeshService, or a ServiceMesh when OwnerLabel is objects.GatewayLabel. Its TypeMeta says which.
 func (p *Prober) Events() <-chan event.GenericEvent {
 	return p.notify.events
 }

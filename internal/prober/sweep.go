@@ -23,7 +23,7 @@ type target struct {
 }
 
 // Sweep probes every running meshed pod once, replaces the cache with what they reported, and
-// raises one event per MeshService whose pods changed. If listing fails or ctx ends mid-sweep the
+// raises one event per owner (MeshService or, for gateways, ServiceMesh) whose pods changed. If listing fails or ctx ends mid-sweep the
 // cache is left as it was: an API hiccup or a shutdown must not mark every sidecar unreachable.
 func (p *Prober) Sweep(ctx context.Context) {
 	p.sweepMu.Lock()
@@ -41,18 +41,19 @@ func (p *Prober) Sweep(ctx context.Context) {
 		return
 	}
 
+	kind := p.opts.kind()
 	next := make(snapshot)
 	for i, t := range targets {
 		obs := results[i]
 		if obs.Error != "" {
-			probeErrors.Inc()
+			probeErrors.WithLabelValues(kind).Inc()
 			log.V(1).Info("Sidecar unreachable", "pod", types.NamespacedName{Namespace: t.owner.Namespace, Name: t.pod}, "error", obs.Error)
 		}
 		next.add(t.owner, obs)
 	}
 	p.notify.enqueue(p.cache.replace(next))
-	setSidecars(p.opts.kind(), next.countStates())
-	sweepDuration.Observe(time.Since(start).Seconds())
+	setSidecars(kind, next.countStates())
+	sweepDuration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
 }
 
 // targets lists the pods worth probing: running, with an IP, not being deleted, and naming their

@@ -368,4 +368,11 @@ func TestOwnerLabelSelectsGatewayPods(t *testing.T) {
 	if got := gateways.Observations(key(ns, "cart")); len(got) != 0 {
 		t.Errorf("gateway prober probed a service pod: %+v", got)
 	}
+	// A gateway's owner is its ServiceMesh, and the events say so.
+	if got := drainKind(t, gateways, "ServiceMesh"); !slices.Equal(got, []types.NamespacedName{key(ns, "default")}) {
+		t.Errorf("gateway prober raised events for %v, want the ServiceMesh %s", got, key(ns, "default"))
+	}
+	if got := drainKind(t, services, "MeshService"); !slices.Equal(got, []types.NamespacedName{key(ns, "cart")}) {
+		t.Errorf("service prober raised events for %v, want the MeshService %s", got, key(ns, "cart"))
+	}
 }
