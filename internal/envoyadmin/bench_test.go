@@ -13,7 +13,6 @@ func BenchmarkParse(b *testing.B) {
 	}{
 		{"server_info.json", func(r io.Reader) error { _, err := ParseServerInfo(r); return err }},
 		{"server_info_docs_sample.json", func(r io.Reader) error { _, err := ParseServerInfo(r); return err }},
-		{"ready.txt", func(r io.Reader) error { _, err := ParseReady(r); return err }},
 		{"stats.json", func(r io.Reader) error { _, err := ParseStats(r); return err }},
 		{"stats_filtered.json", func(r io.Reader) error { _, err := ParseStats(r); return err }},
 		{"clusters.json", func(r io.Reader) error { _, err := ParseClusters(r); return err }},

@@ -18,7 +18,6 @@ const DefaultTimeout = 2 * time.Second
 // Paths the status listener forwards. statsQuery carries StatsFilter so that Client never asks for
 // the unfiltered /stats.
 const (
-	pathReady      = "/ready"
 	pathServerInfo = "/server_info"
 	pathStats      = "/stats"
 	pathClusters   = "/clusters"
@@ -156,17 +155,6 @@ func (c *Client) Clusters(ctx context.Context, baseURL string) ([]ClusterHealth,
 		out, err = ParseClusters(r)
 		return err
 	}, http.StatusOK)
-	return out, err
-}
-
-// Ready fetches GET /ready and returns the state it names. Envoy answers 503 with the state when it
-// is not LIVE, so a 503 with a state body is not an error.
-func (c *Client) Ready(ctx context.Context, baseURL string) (string, error) {
-	var out string
-	err := c.get(ctx, baseURL, pathReady, "", func(r io.Reader) (err error) {
-		out, err = ParseReady(r)
-		return err
-	}, http.StatusOK, http.StatusServiceUnavailable)
 	return out, err
 }
 

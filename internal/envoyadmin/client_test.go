@@ -50,7 +50,6 @@ func newSidecar(t *testing.T) *sidecar {
 	return &sidecar{
 		t: t,
 		files: map[string]string{
-			"/ready":       "ready.txt",
 			"/server_info": "server_info.json",
 			"/stats":       "stats_filtered.json",
 			"/clusters":    "clusters.json",
@@ -350,35 +349,6 @@ func TestProbeDoesNotFollowRedirects(t *testing.T) {
 	defer mu.Unlock()
 	if !reflect.DeepEqual(paths, []string{"/server_info"}) {
 		t.Errorf("requested %v, want only /server_info", paths)
-	}
-}
-
-func TestReady(t *testing.T) {
-	tests := []struct {
-		name    string
-		status  int
-		body    string
-		want    string
-		wantErr string
-	}{
-		{name: "live", status: http.StatusOK, body: "LIVE\n", want: StateLive},
-		{name: "draining answers 503", status: http.StatusServiceUnavailable, body: "DRAINING\n", want: StateDraining},
-		{name: "initializing answers 503", status: http.StatusServiceUnavailable, body: "PRE_INITIALIZING\n", want: StatePreInitializing},
-		{name: "503 without a state", status: http.StatusServiceUnavailable, body: "no healthy upstream", wantErr: "unknown server state"},
-		{name: "500", status: http.StatusInternalServerError, body: "LIVE\n", wantErr: "GET /ready: unexpected status 500"},
-		{name: "404", status: http.StatusNotFound, wantErr: "GET /ready: unexpected status 404"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			sc := newSidecar(t)
-			sc.statuses["/ready"] = tt.status
-			sc.bodies["/ready"] = tt.body
-			srv := newServer(t, sc)
-			got, err := NewClient(nil, 0).Ready(context.Background(), srv.URL)
-			if checkErr(t, err, tt.wantErr) && got != tt.want {
-				t.Errorf("got %q, want %q", got, tt.want)
-			}
-		})
 	}
 }
 

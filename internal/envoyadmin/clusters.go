@@ -14,10 +14,9 @@ type ClusterHealth struct {
 	Name string
 	// Hosts is every host Envoy knows for the cluster.
 	Hosts int
-	// Healthy hosts take traffic normally: no failure, degradation or removal flag is set.
+	// Healthy hosts take traffic normally: no failure, degradation or removal flag is set. Degraded
+	// hosts (they only take traffic when there are too few healthy ones) are not counted.
 	Healthy int
-	// Degraded hosts only take traffic when there are too few healthy ones; not counted in Healthy.
-	Degraded int
 }
 
 // The structs below decode only what ParseClusters needs, with encoding/json rather than protojson:
@@ -148,11 +147,8 @@ func ParseClusters(r io.Reader) ([]ClusterHealth, error) {
 		}
 		ch := ClusterHealth{Name: cs.Name, Hosts: len(cs.HostStatuses)}
 		for _, hs := range cs.HostStatuses {
-			switch hs.HealthStatus.health() {
-			case hostHealthy:
+			if hs.HealthStatus.health() == hostHealthy {
 				ch.Healthy++
-			case hostDegraded:
-				ch.Degraded++
 			}
 		}
 		out = append(out, ch)

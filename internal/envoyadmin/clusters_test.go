@@ -1,6 +1,7 @@
 package envoyadmin
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -44,7 +45,7 @@ func TestParseClusters(t *testing.T) {
 					{"address":{"socket_address":{"address":"127.0.0.1","port_value":80}}}]},
 				{"name":"b","host_statuses":[]}]}`,
 			want: []ClusterHealth{
-				{Name: "a", Hosts: 4, Healthy: 2, Degraded: 1},
+				{Name: "a", Hosts: 4, Healthy: 2},
 				{Name: "b"},
 				{Name: "c", Hosts: 1, Healthy: 1},
 			},
@@ -123,26 +124,27 @@ func TestHostHealth(t *testing.T) {
 			if tt.healthStatus != "" {
 				host = `{"health_status":` + tt.healthStatus + `}`
 			}
+			var hs hostStatusJSON
+			if err := json.Unmarshal([]byte(host), &hs); err != nil {
+				t.Fatal(err)
+			}
+			class := map[hostHealth]string{hostHealthy: healthy, hostDegraded: degraded, hostUnhealthy: unhealthy}[hs.HealthStatus.health()]
+			if class != tt.want {
+				t.Errorf("host is %s, want %s", class, tt.want)
+			}
+
+			// ParseClusters counts the host as healthy only when it is healthy: a degraded host
+			// takes traffic only when too few healthy ones are left.
 			got, err := ParseClusters(strings.NewReader(`{"cluster_statuses":[{"name":"a","host_statuses":[` + host + `]}]}`))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(got) != 1 || got[0].Hosts != 1 {
-				t.Fatalf("got %+v, want one cluster with one host", got)
+			want := ClusterHealth{Name: "a", Hosts: 1}
+			if tt.want == healthy {
+				want.Healthy = 1
 			}
-			var class string
-			switch {
-			case got[0].Healthy == 1 && got[0].Degraded == 0:
-				class = healthy
-			case got[0].Healthy == 0 && got[0].Degraded == 1:
-				class = degraded
-			case got[0].Healthy == 0 && got[0].Degraded == 0:
-				class = unhealthy
-			default:
-				t.Fatalf("host counted twice: %+v", got[0])
-			}
-			if class != tt.want {
-				t.Errorf("host is %s, want %s", class, tt.want)
+			if len(got) != 1 || got[0] != want {
+				t.Errorf("ParseClusters = %+v, want [%+v]", got, want)
 			}
 		})
 	}

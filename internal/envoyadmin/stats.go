@@ -8,36 +8,30 @@ import (
 	"strings"
 )
 
-// StatsFilter is the RE2 regex Client sends as /stats?filter=. It matches exactly the nine stats
+// StatsFilter is the RE2 regex Client sends as /stats?filter=. It matches exactly the four stats
 // ParseStats reads: an unfiltered /stats walks every stat in the proxy, which takes seconds on big
 // proxies and holds up the admin thread that also answers /ready.
-const StatsFilter = `^(server\.state|(listener_manager\.lds|cluster_manager\.cds)\.(version_text|update_success|update_rejected|update_attempt))$`
+const StatsFilter = `^(listener_manager\.lds|cluster_manager\.cds)\.(version_text|update_rejected)$`
 
 const (
-	statServerState = "server.state"
-	ldsPrefix       = "listener_manager.lds."
-	cdsPrefix       = "cluster_manager.cds."
+	ldsPrefix = "listener_manager.lds."
+	cdsPrefix = "cluster_manager.cds."
 )
 
 // XDSStats is what one xDS subscription (LDS or CDS) reports about the updates it received.
 type XDSStats struct {
 	// VersionText is the version_info of the last accepted update; empty until one is accepted.
 	VersionText string
-	// UpdateSuccess counts accepted updates.
-	UpdateSuccess uint64
 	// UpdateRejected counts updates Envoy refused (NACKs), e.g. an invalid lds.yaml.
 	UpdateRejected uint64
-	// UpdateAttempt counts every update tried.
-	UpdateAttempt uint64
 }
 
 // Stats holds the filtered stats. A stat Envoy did not report is left zero: a proxy without LDS
-// has no listener_manager.lds.* stats, and that is not an error.
+// has no listener_manager.lds.* stats, and that is not an error. The server state comes from
+// /server_info, not from the server.state gauge.
 type Stats struct {
-	// ServerState is the server.state gauge as a State* name; empty if not reported.
-	ServerState string
-	LDS         XDSStats
-	CDS         XDSStats
+	LDS XDSStats
+	CDS XDSStats
 }
 
 type statsJSON struct {
@@ -71,13 +65,6 @@ func ParseStats(r io.Reader) (Stats, error) {
 
 func (s *Stats) set(st statJSON) error {
 	switch {
-	case st.Name == statServerState:
-		n, err := counterValue(st.Value)
-		if err != nil {
-			return err
-		}
-		s.ServerState, err = stateFromNumber(n)
-		return err
 	case strings.HasPrefix(st.Name, ldsPrefix):
 		return s.LDS.set(strings.TrimPrefix(st.Name, ldsPrefix), st.Value)
 	case strings.HasPrefix(st.Name, cdsPrefix):
@@ -91,12 +78,8 @@ func (x *XDSStats) set(field string, v json.RawMessage) error {
 	switch field {
 	case "version_text":
 		x.VersionText, err = textValue(v)
-	case "update_success":
-		x.UpdateSuccess, err = counterValue(v)
 	case "update_rejected":
 		x.UpdateRejected, err = counterValue(v)
-	case "update_attempt":
-		x.UpdateAttempt, err = counterValue(v)
 	}
 	return err
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"sync"
@@ -198,8 +199,10 @@ func (s *Sidecar) Close() {
 }
 
 // ServeHTTP answers like the status listener: GET /ready, /server_info, /stats and /clusters, 404
-// for any other path or method. Query parameters are ignored; /stats always answers with the nine
-// stats envoyadmin.StatsFilter selects, in JSON.
+// for any other path or method. /stats answers in JSON with the nine server.state and LDS/CDS
+// update stats of an Envoy, narrowed as Envoy does by the filter query parameter (an RE2 regex
+// matched anywhere in the name; a filter that does not compile is a 400). Other query parameters
+// are ignored.
 func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests = append(s.requests, r.RequestURI)
@@ -231,7 +234,12 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/server_info":
 		body = serverInfo(state, envoyVersion)
 	case "/stats":
-		body = stats(state, version, ldsRejected, cdsRejected)
+		filter, err := regexp.Compile(r.URL.Query().Get("filter"))
+		if err != nil {
+			http.Error(w, "Invalid regex: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = stats(state, version, ldsRejected, cdsRejected, filter)
 	case "/clusters":
 		body = clusterStatuses(clusters)
 	default:
@@ -269,27 +277,33 @@ type stat struct {
 }
 
 // stats has the shape of the stats.json fixture: text readouts as strings, counters and gauges as
-// numbers, then the histograms element Envoy appends.
-func stats(state, version string, ldsRejected, cdsRejected uint64) any {
+// numbers, then the histograms element Envoy appends. Only the stats filter matches are listed.
+func stats(state, version string, ldsRejected, cdsRejected uint64, filter *regexp.Regexp) any {
 	var success uint64
 	if version != "" {
 		success = 1
 	}
-	list := []any{
-		stat{"cluster_manager.cds.version_text", version},
+	all := []stat{
+		{"cluster_manager.cds.version_text", version},
 		stat{"listener_manager.lds.version_text", version},
-		stat{"cluster_manager.cds.update_attempt", success + cdsRejected},
-		stat{"cluster_manager.cds.update_rejected", cdsRejected},
-		stat{"cluster_manager.cds.update_success", success},
-		stat{"listener_manager.lds.update_attempt", success + ldsRejected},
-		stat{"listener_manager.lds.update_rejected", ldsRejected},
-		stat{"listener_manager.lds.update_success", success},
-		stat{"server.state", slices.Index(states, state)},
-		map[string]any{"histograms": map[string]any{
-			"supported_quantiles": []float64{0, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 100},
-			"computed_quantiles":  []any{},
-		}},
+		{"cluster_manager.cds.update_attempt", success + cdsRejected},
+		{"cluster_manager.cds.update_rejected", cdsRejected},
+		{"cluster_manager.cds.update_success", success},
+		{"listener_manager.lds.update_attempt", success + ldsRejected},
+		{"listener_manager.lds.update_rejected", ldsRejected},
+		{"listener_manager.lds.update_success", success},
+		{"server.state", slices.Index(states, state)},
 	}
+	list := []any{}
+	for _, st := range all {
+		if filter.MatchString(st.Name) {
+			list = append(list, st)
+		}
+	}
+	list = append(list, map[string]any{"histograms": map[string]any{
+		"supported_quantiles": []float64{0, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 100},
+		"computed_quantiles":  []any{},
+	}})
 	return map[string]any{"stats": list}
 }
 

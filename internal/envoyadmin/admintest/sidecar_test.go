@@ -2,6 +2,7 @@ package admintest_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -84,7 +85,8 @@ func TestSidecarProbe(t *testing.T) {
 	}
 }
 
-// TestSidecarStats checks the stats body itself, counters included, with the envoyadmin parser.
+// TestSidecarStats checks the stats body itself with the envoyadmin parser, and that the stub
+// narrows /stats by the filter as Envoy does.
 func TestSidecarStats(t *testing.T) {
 	s := start(t)
 	s.SetState("PRE_INITIALIZING")
@@ -95,34 +97,95 @@ func TestSidecarStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := envoyadmin.Stats{
-		ServerState: envoyadmin.StatePreInitializing,
-		LDS:         envoyadmin.XDSStats{VersionText: "v1", UpdateSuccess: 1, UpdateRejected: 1, UpdateAttempt: 2},
-		CDS:         envoyadmin.XDSStats{VersionText: "v1", UpdateSuccess: 1, UpdateAttempt: 1},
+		LDS: envoyadmin.XDSStats{VersionText: "v1", UpdateRejected: 1},
+		CDS: envoyadmin.XDSStats{VersionText: "v1"},
 	}
 	if got != want {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
+
+	for _, tt := range []struct {
+		query string
+		want  []string
+	}{
+		{"?format=json&filter=" + url.QueryEscape(envoyadmin.StatsFilter), []string{
+			"cluster_manager.cds.version_text", "listener_manager.lds.version_text",
+			"cluster_manager.cds.update_rejected", "listener_manager.lds.update_rejected",
+		}},
+		{"?format=json", []string{
+			"cluster_manager.cds.version_text", "listener_manager.lds.version_text",
+			"cluster_manager.cds.update_attempt", "cluster_manager.cds.update_rejected", "cluster_manager.cds.update_success",
+			"listener_manager.lds.update_attempt", "listener_manager.lds.update_rejected", "listener_manager.lds.update_success",
+			"server.state",
+		}},
+		{"?format=json&filter=" + url.QueryEscape(`^server\.`), []string{"server.state"}},
+	} {
+		if got := statNames(t, s.URL()+"/stats"+tt.query); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("/stats%s: names %v, want %v", tt.query, got, tt.want)
+		}
+	}
+	resp, err := envoyadmin.NewHTTPClient().Get(s.URL() + "/stats?filter=" + url.QueryEscape("("))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("invalid filter: status %d, want 400", resp.StatusCode)
+	}
 }
 
+// statNames returns the names of the stats a /stats?format=json URL answers, in order.
+func statNames(t *testing.T, u string) []string {
+	t.Helper()
+	resp, err := envoyadmin.NewHTTPClient().Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Stats []struct {
+			Name string `json:"name"`
+		} `json:"stats"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, st := range body.Stats {
+		if st.Name != "" {
+			names = append(names, st.Name)
+		}
+	}
+	return names
+}
+
+// ready GETs /ready and returns its status code and trimmed body.
+func ready(t *testing.T, s *admintest.Sidecar) (int, string) {
+	t.Helper()
+	resp, err := envoyadmin.NewHTTPClient().Get(s.URL() + "/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+// TestSidecarReady: /ready is what the kubelet's startup probe reads, the state name with 200 when
+// LIVE and 503 otherwise.
 func TestSidecarReady(t *testing.T) {
 	s := start(t)
-	c := envoyadmin.NewClient(nil, 0)
 	for _, state := range []string{"LIVE", "DRAINING", "PRE_INITIALIZING", "INITIALIZING"} {
 		s.SetState(state)
-		got, err := c.Ready(context.Background(), s.URL())
-		if err != nil {
-			t.Fatalf("%s: %v", state, err)
+		code, body := ready(t, s)
+		if body != state {
+			t.Errorf("ready = %q, want %q", body, state)
 		}
-		if got != state {
-			t.Errorf("ready = %q, want %q", got, state)
-		}
-		resp, err := envoyadmin.NewHTTPClient().Get(s.URL() + "/ready")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if wantCode := map[bool]int{true: 200, false: 503}[state == "LIVE"]; resp.StatusCode != wantCode {
-			t.Errorf("%s: /ready status %d, want %d", state, resp.StatusCode, wantCode)
+		if wantCode := map[bool]int{true: 200, false: 503}[state == "LIVE"]; code != wantCode {
+			t.Errorf("%s: /ready status %d, want %d", state, code, wantCode)
 		}
 	}
 }
@@ -174,8 +237,8 @@ func TestSidecarGarbage(t *testing.T) {
 	if _, err := c.Clusters(context.Background(), s.URL()); err == nil || !strings.Contains(err.Error(), "unexpected end of JSON input") {
 		t.Errorf("clusters: error %v, want invalid JSON", err)
 	}
-	if got, err := c.Ready(context.Background(), s.URL()); err != nil || got != "LIVE" {
-		t.Errorf("ready = %q, %v; want LIVE (garbage mode is for JSON endpoints)", got, err)
+	if code, body := ready(t, s); code != http.StatusOK || body != "LIVE" {
+		t.Errorf("ready = %d %q, want 200 LIVE (garbage mode is for JSON endpoints)", code, body)
 	}
 	s.SetGarbage(false)
 	if _, err := c.Probe(context.Background(), s.URL()); err != nil {
