@@ -140,7 +140,10 @@ type sidecar struct {
 }
 
 type double struct {
-	delay    time.Duration
+	delay time.Duration
+	// now is the clock the propagation delay is measured on; nil means time.Now. Tests set it
+	// to step through the delay without sleeping.
+	now      func() time.Time
 	mu       sync.Mutex
 	sidecars map[string]*sidecar // by pod namespace/name/uid
 	faults   map[string]string   // by owner key namespace/service
@@ -233,6 +236,9 @@ func (d *double) step(s *sidecar, getCM func(ns, name string) (*corev1.ConfigMap
 	}
 	version, clusters := parseConfig(cm)
 	now := time.Now()
+	if d.now != nil {
+		now = d.now()
+	}
 	if version != s.pending {
 		s.pending, s.pendingSince = version, now
 	}

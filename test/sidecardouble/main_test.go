@@ -30,9 +30,13 @@ func TestParseConfigAndHosts(t *testing.T) {
 }
 
 // TestStepLoadsAfterDelayAndRejects follows one sidecar through a first load, a
-// delayed update, a rejected update and the fault being cleared.
+// delayed update, a rejected update and the fault being cleared. The double's clock
+// is the test's: the delay has passed exactly when the test moves the clock past it,
+// so no sleep decides anything.
 func TestStepLoadsAfterDelayAndRejects(t *testing.T) {
-	d := &double{delay: 50 * time.Millisecond, sidecars: map[string]*sidecar{}, faults: map[string]string{}}
+	const delay = 50 * time.Millisecond
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	d := &double{delay: delay, now: func() time.Time { return clock }, sidecars: map[string]*sidecar{}, faults: map[string]string{}}
 	s := &sidecar{key: "ns/a-1/uid", owner: "ns/a", addr: "127.0.0.1:0", configMap: "a-envoy"}
 	defer func() { s.stub.Close() }()
 	cm := configMap("v1")
@@ -47,7 +51,12 @@ func TestStepLoadsAfterDelayAndRejects(t *testing.T) {
 	if s.loaded != "v1" {
 		t.Fatalf("v2 loaded before the propagation delay")
 	}
-	time.Sleep(60 * time.Millisecond)
+	clock = clock.Add(delay - time.Nanosecond)
+	d.step(s, get, nil)
+	if s.loaded != "v1" {
+		t.Fatalf("v2 loaded %v before the propagation delay ends", time.Nanosecond)
+	}
+	clock = clock.Add(time.Nanosecond)
 	d.step(s, get, nil)
 	if s.loaded != "v2" {
 		t.Fatalf("v2 not loaded after the delay: %q", s.loaded)
@@ -56,7 +65,10 @@ func TestStepLoadsAfterDelayAndRejects(t *testing.T) {
 	d.faults["ns/a"] = faultReject
 	cm = configMap("v3")
 	d.step(s, get, nil)
-	time.Sleep(60 * time.Millisecond)
+	if s.loaded != "v2" || s.rejected != 0 {
+		t.Fatalf("reject before the delay: loaded %q, rejected %d; want v2, 0", s.loaded, s.rejected)
+	}
+	clock = clock.Add(delay)
 	d.step(s, get, nil)
 	d.step(s, get, nil)
 	if s.loaded != "v2" || s.rejected != 1 {
