@@ -91,7 +91,7 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	st := newStatusBuilder(ms)
 	st.upstreams(found)
 	// The spec passed the API server, but Envoy would reject the result.
-	cfg, err := envoyconfig.BuildSidecar(envoyconfig.ServiceFor(ms, found, mesh), envoyconfig.Options{ClusterDomain: r.ClusterDomain})
+	cfg, err := sidecarFiles(envoyconfig.ServiceFor(ms, found, mesh), envoyconfig.Options{ClusterDomain: r.ClusterDomain})
 	if err != nil {
 		return r.fail(ctx, ms, st, ReasonInvalidConfig, "Build", err)
 	}

@@ -150,7 +150,7 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 		setCond(ConditionRoutesResolved, true, ReasonResolved, fmt.Sprintf("all %d routes resolved", len(mesh.Spec.Gateway.Routes)))
 	}
 
-	cfg, err := envoyconfig.BuildGateway(envoyconfig.GatewayFor(mesh, found), envoyconfig.Options{ClusterDomain: r.ClusterDomain})
+	cfg, err := gatewayFiles(envoyconfig.GatewayFor(mesh, found), envoyconfig.Options{ClusterDomain: r.ClusterDomain})
 	if err != nil {
 		r.Recorder.Eventf(mesh, nil, corev1.EventTypeWarning, ReasonInvalidConfig, "Build", "%v", err)
 		setCond(meshv1alpha1.ConditionReady, false, ReasonInvalidConfig, err.Error())

@@ -471,7 +471,7 @@ func floorOnce(ctx context.Context, o options, n, run int, stream bool) (time.Du
 		for _, u := range ms.Spec.Upstreams {
 			found[u.Key(ms.Namespace)] = byKey[u.Key(ms.Namespace)]
 		}
-		cfg, err := envoyconfig.BuildSidecar(envoyconfig.ServiceFor(ms, found, nil), envoyconfig.Options{ClusterDomain: "cluster.local"})
+		cfg, err := sidecarFiles(ms, found)
 		if err != nil {
 			return 0, err
 		}
@@ -701,7 +701,7 @@ func warmUp(ctx context.Context, p *plane, o options) error {
 	if err := p.client.Create(ctx, ms); err != nil {
 		return err
 	}
-	cfg, err := envoyconfig.BuildSidecar(envoyconfig.ServiceFor(ms, nil, nil), envoyconfig.Options{ClusterDomain: "cluster.local"})
+	cfg, err := sidecarFiles(ms, nil)
 	if err != nil {
 		return err
 	}
@@ -719,4 +719,13 @@ func warmUp(ctx context.Context, p *plane, o options) error {
 		}
 	}
 	return nil
+}
+
+// sidecarFiles is the ConfigMap content the manager writes for ms.
+func sidecarFiles(ms *meshv1alpha1.MeshService, found map[types.NamespacedName]*meshv1alpha1.MeshService) (*envoyconfig.Output, error) {
+	res, err := envoyconfig.BuildSidecar(envoyconfig.ServiceFor(ms, found, nil), envoyconfig.Options{ClusterDomain: "cluster.local"})
+	if err != nil {
+		return nil, err
+	}
+	return envoyconfig.Render(res)
 }

@@ -2,6 +2,7 @@ package envoyconfig
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -27,12 +28,30 @@ var statusPaths = []string{"/ready", "/server_info", "/stats", "/clusters"}
 // staticConnectTimeout is the connect timeout of clusters on loopback, as in the seed.
 const staticConnectTimeout = 250 * time.Millisecond
 
+// Delivery is how an Envoy receives its listeners and clusters: the config
+// sources of the bootstrap's dynamic_resources, plus the static clusters those
+// sources need (an ADS server's, for instance).
+type Delivery struct {
+	LDS, CDS *corev3.ConfigSource
+	// ADS, when set, is the aggregated source that LDS and CDS may name.
+	ADS *corev3.ApiConfigSource
+	// Clusters are added to the bootstrap's static clusters.
+	Clusters []*clusterv3.Cluster
+}
+
+// FileDelivery points Envoy at lds.yaml and cds.yaml under MountPath, mounted
+// from the ConfigMap, and watches the directory: a ConfigMap update is loaded
+// without a restart.
+func FileDelivery() Delivery {
+	return Delivery{LDS: watchedFile(ListenersFile), CDS: watchedFile(ClustersFile)}
+}
+
 // Bootstrap is the static part of an Envoy's config: its identity, the loopback-only
-// admin API, the status listener and the watched lds.yaml/cds.yaml under MountPath.
+// admin API, the status listener, and where its listeners and clusters come from.
 // It does not depend on listeners or clusters, so they change without a restart; a
 // gateway Envoy reuses it with its own identity.
-func Bootstrap(nodeID, nodeCluster string) (*bootstrapv3.Bootstrap, error) {
-	status, err := statusListener()
+func Bootstrap(nodeID, nodeCluster string, d Delivery) (*bootstrapv3.Bootstrap, error) {
+	status, err := sharedStatusListener()
 	if err != nil {
 		return nil, err
 	}
@@ -40,12 +59,13 @@ func Bootstrap(nodeID, nodeCluster string) (*bootstrapv3.Bootstrap, error) {
 		Node:  &corev3.Node{Id: nodeID, Cluster: nodeCluster},
 		Admin: &bootstrapv3.Admin{Address: socketAddress(loopbackAddress, AdminPort)},
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
-			LdsConfig: watchedFile(ListenersFile),
-			CdsConfig: watchedFile(ClustersFile),
+			LdsConfig: d.LDS,
+			CdsConfig: d.CDS,
+			AdsConfig: d.ADS,
 		},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
 			Listeners: []*listenerv3.Listener{status},
-			Clusters:  []*clusterv3.Cluster{adminCluster()},
+			Clusters:  append([]*clusterv3.Cluster{adminCluster()}, d.Clusters...),
 		},
 	}
 	if err := b.ValidateAll(); err != nil {
@@ -66,6 +86,11 @@ func watchedFile(name string) *corev3.ConfigSource {
 		}},
 	}
 }
+
+// sharedStatusListener is statusListener, built once: it is the same in every
+// bootstrap, and building it is most of a bootstrap's cost. Bootstraps share it,
+// so nothing may modify it.
+var sharedStatusListener = sync.OnceValues(statusListener)
 
 // statusListener serves GET on the exact statusPaths from the admin API and 404 on
 // everything else. Exact path matching ignores the query string, so the prober's

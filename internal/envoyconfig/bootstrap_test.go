@@ -11,7 +11,7 @@ import (
 )
 
 func TestBootstrap(t *testing.T) {
-	b, err := Bootstrap("svc.ns", "svc")
+	b, err := Bootstrap("svc.ns", "svc", FileDelivery())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,6 +92,7 @@ func upstreamClusterSpec(name string, u Upstream, clusterDomain string) (*cluste
 		DnsRefreshRate:       durationpb.New(dnsRefreshRate),
 		RespectDnsTtl:        true,
 		DnsLookupFamily:      clusterv3.Cluster_V4_PREFERRED,
+		TransportSocket:      u.Target.TransportSocket,
 	}
 	lb, ok := lbPolicies[tp.LoadBalancer]
 	if !ok {

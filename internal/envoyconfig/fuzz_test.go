@@ -33,23 +33,28 @@ func FuzzBuildSidecar(f *testing.F) {
 		in := &fuzzInput{data: data}
 		caller, found, mesh, mustFail := in.mesh()
 		svc := ServiceFor(caller, found, mesh)
-		out, err := BuildSidecar(svc, Options{})
+		res, err := BuildSidecar(svc, Options{})
 		if err != nil {
 			return
 		}
 		if mustFail != "" {
 			t.Fatalf("BuildSidecar accepted %s", mustFail)
 		}
+		out := mustRender(t, res)
 		if err := validateRendered(out); err != nil {
 			t.Fatalf("rendered config does not validate: %v\nlds:\n%s\ncds:\n%s", err, out.Listeners, out.Clusters)
 		}
 		if err := hashPoliciesOnHashClusters(out); err != nil {
 			t.Fatal(err)
 		}
-		again, err := BuildSidecar(svc, Options{})
+		againRes, err := BuildSidecar(svc, Options{})
 		if err != nil {
 			t.Fatalf("second build failed: %v", err)
 		}
+		if againRes.Version != res.Version || againRes.BootstrapVersion != res.BootstrapVersion {
+			t.Fatal("the same input gave another version")
+		}
+		again := mustRender(t, againRes)
 		if !bytes.Equal(out.Listeners, again.Listeners) || !bytes.Equal(out.Clusters, again.Clusters) || !bytes.Equal(out.Bootstrap, again.Bootstrap) {
 			t.Fatal("the same input rendered different bytes")
 		}

@@ -66,24 +66,22 @@ func GatewayFor(mesh *v1alpha1.ServiceMesh, found map[types.NamespacedName]*v1al
 	return gw
 }
 
-// BuildGateway builds, validates and renders the gateway's config: the same
-// bootstrap as a sidecar's, one listener on 0.0.0.0:ListenPort that routes by
-// path prefix, longest first, and one cluster per target MeshService. The same
-// inputs always give byte-identical output, whatever the order of gw.Routes.
-func BuildGateway(gw Gateway, opts Options) (*Output, error) {
+// BuildGateway builds and validates the gateway's config: the same bootstrap as a
+// sidecar's, one listener on 0.0.0.0:ListenPort that routes by path prefix,
+// longest first, and one cluster per target MeshService. The same inputs always
+// give the same Resources and Version, whatever the order of gw.Routes.
+func BuildGateway(gw Gateway, opts Options) (*Resources, error) {
 	if err := checkGateway(gw); err != nil {
 		return nil, err
 	}
-	if opts.ClusterDomain == "" {
-		opts.ClusterDomain = DefaultClusterDomain
-	}
+	opts = opts.withDefaults()
 	routes := slices.Clone(gw.Routes)
 	slices.SortFunc(routes, func(a, b GatewayRoute) int {
 		return cmp.Or(cmp.Compare(len(b.Prefix), len(a.Prefix)), strings.Compare(a.Prefix, b.Prefix))
 	})
 
 	name := gw.Name + "-gateway"
-	boot, err := Bootstrap(name+"."+gw.Namespace, name)
+	boot, err := Bootstrap(name+"."+gw.Namespace, name, *opts.Delivery)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +118,8 @@ func BuildGateway(gw Gateway, opts Options) (*Output, error) {
 	}
 	// Sorted by name, so a route change that keeps the targets leaves cds.yaml alone.
 	sorted := slices.SortedFunc(maps.Values(clusters), func(a, b *clusterv3.Cluster) int { return strings.Compare(a.Name, b.Name) })
-	return render(boot, []*listenerv3.Listener{listener}, sorted)
+	res := &Resources{Bootstrap: boot, Listeners: []*listenerv3.Listener{listener}, Clusters: sorted}
+	return res.versioned()
 }
 
 // checkGateway rejects what Envoy would refuse or misroute: a listen port that is

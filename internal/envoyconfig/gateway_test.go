@@ -31,11 +31,11 @@ func seedGatewayMesh() *v1alpha1.ServiceMesh {
 
 func buildGateway(t testing.TB, gw Gateway) *Output {
 	t.Helper()
-	out, err := BuildGateway(gw, Options{ClusterDomain: "cluster.local"})
+	res, err := BuildGateway(gw, Options{ClusterDomain: "cluster.local"})
 	if err != nil {
 		t.Fatalf("BuildGateway: %v", err)
 	}
-	return out
+	return mustRender(t, res)
 }
 
 // httpTarget is an existing HTTP MeshService at port with the built-in traffic defaults.
@@ -314,7 +314,7 @@ func TestBuildGatewayErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := BuildGateway(tc.gw, Options{})
 			if err == nil {
-				t.Fatalf("want an error, got output with version %s", out.ConfigVersion)
+				t.Fatalf("want an error, got resources with version %s", out.Version)
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q does not mention %q", err, tc.want)

@@ -171,12 +171,21 @@ func dur(s string) *v1alpha1.Duration {
 
 func i32(v int32) *int32 { return &v }
 
-// build is BuildSidecar for tests that expect success.
+// build is BuildSidecar and Render for tests that expect success.
 func build(t testing.TB, svc Service) *Output {
 	t.Helper()
-	out, err := BuildSidecar(svc, Options{ClusterDomain: "cluster.local"})
+	res, err := BuildSidecar(svc, Options{ClusterDomain: "cluster.local"})
 	if err != nil {
 		t.Fatalf("BuildSidecar: %v", err)
+	}
+	return mustRender(t, res)
+}
+
+func mustRender(t testing.TB, res *Resources) *Output {
+	t.Helper()
+	out, err := Render(res)
+	if err != nil {
+		t.Fatalf("Render: %v", err)
 	}
 	return out
 }

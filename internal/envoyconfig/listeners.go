@@ -3,6 +3,7 @@ package envoyconfig
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -42,13 +43,17 @@ func egressStatPrefix(u Upstream) string {
 }
 
 // inboundListener accepts callers on every interface at servicePort and hands their
-// requests to the application on loopback.
+// requests to the application on loopback, through svc.Inbound's transport socket
+// and HTTP filters when it has any.
 func inboundListener(svc Service) (*listenerv3.Listener, error) {
 	var filter *listenerv3.Filter
 	var err error
-	if svc.Protocol == v1alpha1.ProtocolTCP {
+	switch {
+	case svc.Protocol == v1alpha1.ProtocolTCP && len(svc.Inbound.HTTPFilters) > 0:
+		err = errors.New("HTTP filters cannot run on a TCP service")
+	case svc.Protocol == v1alpha1.ProtocolTCP:
 		filter, err = tcpProxy(inboundListenerName, localAppClusterName)
-	} else {
+	default:
 		// No route timeout here: callers bound their requests with their own
 		// policy, and Envoy's 15s default would cut longer ones short.
 		action := &routev3.RouteAction{
@@ -56,7 +61,10 @@ func inboundListener(svc Service) (*listenerv3.Listener, error) {
 			Timeout:          durationpb.New(0),
 		}
 		routes := []*routev3.Route{{Match: matchAll(), Action: &routev3.Route_Route{Route: action}}}
-		filter, err = httpConnectionManager(inboundListenerName, routeConfig(inboundListenerName, routes))
+		filter, err = httpConnectionManagerFilter(&hcmv3.HttpConnectionManager{
+			StatPrefix:     inboundListenerName,
+			RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(inboundListenerName, routes)},
+		}, svc.Inbound.HTTPFilters...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", inboundListenerName, err)
@@ -64,7 +72,7 @@ func inboundListener(svc Service) (*listenerv3.Listener, error) {
 	return validListener(&listenerv3.Listener{
 		Name:         inboundListenerName,
 		Address:      socketAddress(anyAddress, svc.ServicePort),
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{filter}}},
+		FilterChains: []*listenerv3.FilterChain{filterChain(svc.Inbound.TransportSocket, filter)},
 	})
 }
 
@@ -160,23 +168,43 @@ func httpConnectionManager(statPrefix string, rc *routev3.RouteConfiguration) (*
 	})
 }
 
-// httpConnectionManagerFilter completes hcm with the codec and the router and packs
-// it, for listeners that need more than httpConnectionManager sets.
-func httpConnectionManagerFilter(hcm *hcmv3.HttpConnectionManager) (*listenerv3.Filter, error) {
-	router, err := pack(&routerv3.Router{})
+// httpConnectionManagerFilter completes hcm with the codec and its HTTP filters
+// and packs it, for listeners that need more than httpConnectionManager sets.
+// The filters run in the order given, and the router, which ends every chain, is
+// appended here: it always stays last, so a filter that must see requests first
+// (RBAC) cannot end up behind it.
+func httpConnectionManagerFilter(hcm *hcmv3.HttpConnectionManager, filters ...*hcmv3.HttpFilter) (*listenerv3.Filter, error) {
+	for _, f := range filters {
+		if f.GetName() == routerFilterName || f.GetTypedConfig().GetTypeUrl() == routerTypeURL {
+			return nil, fmt.Errorf("http filter %q: the router is added last by the builder, not passed in", f.GetName())
+		}
+		if err := f.ValidateAll(); err != nil {
+			return nil, fmt.Errorf("http filter %q: %w", f.GetName(), err)
+		}
+	}
+	router, err := httpFilter(routerFilterName, &routerv3.Router{})
 	if err != nil {
-		return nil, fmt.Errorf("router: %w", err)
+		return nil, err
 	}
 	hcm.CodecType = hcmv3.HttpConnectionManager_AUTO
-	hcm.HttpFilters = []*hcmv3.HttpFilter{{
-		Name:       routerFilterName,
-		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
-	}}
+	hcm.HttpFilters = append(slices.Clone(filters), router)
 	packed, err := pack(hcm)
 	if err != nil {
 		return nil, fmt.Errorf("http_connection_manager: %w", err)
 	}
 	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: packed}}, nil
+}
+
+// routerTypeURL identifies the router filter's config, whatever its name.
+var routerTypeURL = "type.googleapis.com/" + string((&routerv3.Router{}).ProtoReflect().Descriptor().FullName())
+
+// httpFilter packs a validated HTTP filter config under its name.
+func httpFilter(name string, cfg validatable) (*hcmv3.HttpFilter, error) {
+	packed, err := pack(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("http filter %q: %w", name, err)
+	}
+	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: packed}}, nil
 }
 
 func tcpProxy(statPrefix, cluster string) (*listenerv3.Filter, error) {

@@ -26,12 +26,17 @@ type validatable interface {
 }
 
 // pack validates m and wraps it in an Any. Validation must happen here: ValidateAll
-// on the enclosing message does not look inside Any fields.
+// on the enclosing message does not look inside Any fields. The encoding is
+// deterministic, as Resources' versions need it to be.
 func pack(m validatable) (*anypb.Any, error) {
 	if err := m.ValidateAll(); err != nil {
 		return nil, err
 	}
-	return anypb.New(m)
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, deterministic); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 func socketAddress(host string, port int32) *corev3.Address {

@@ -2,14 +2,9 @@ package envoyconfig
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 
-	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"go.yaml.in/yaml/v2"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -20,46 +15,33 @@ import (
 // marshalOptions keep Envoy's own field names, so the files read like Envoy's docs.
 var marshalOptions = protojson.MarshalOptions{UseProtoNames: true}
 
-// render turns validated protos into the three files and their hashes.
-func render(boot *bootstrapv3.Bootstrap, listeners []*listenerv3.Listener, clusters []*clusterv3.Cluster) (*Output, error) {
-	bootYAML, err := toYAML(boot)
+// Render writes res as the ConfigMap's files: the bootstrap, and listeners and
+// clusters as the DiscoveryResponse files the bootstrap's FileDelivery watches,
+// each with res.Version as version_info. Files carry no secrets or endpoints, so
+// a set with any is refused rather than delivered without them.
+func Render(res *Resources) (*Output, error) {
+	if len(res.Secrets) > 0 || len(res.Endpoints) > 0 {
+		return nil, fmt.Errorf("render: %d secrets and %d endpoints cannot be delivered as files", len(res.Secrets), len(res.Endpoints))
+	}
+	bootYAML, err := toYAML(res.Bootstrap)
 	if err != nil {
 		return nil, fmt.Errorf("render bootstrap: %w", err)
 	}
-	lds, err := discoveryResponse(listeners)
+	lds, err := discoveryResponse(res.Listeners, res.Version)
 	if err != nil {
 		return nil, fmt.Errorf("render listeners: %w", err)
 	}
-	cds, err := discoveryResponse(clusters)
+	cds, err := discoveryResponse(res.Clusters, res.Version)
 	if err != nil {
 		return nil, fmt.Errorf("render clusters: %w", err)
 	}
-
-	// The version is a hash of the resources alone, so it has to be computed
-	// before it is written into the files. version_info sorts after every other
-	// field of a DiscoveryResponse, so writing it is appending its line.
-	unversionedLDS, err := toYAML(lds)
-	if err != nil {
-		return nil, fmt.Errorf("render listeners: %w", err)
-	}
-	unversionedCDS, err := toYAML(cds)
-	if err != nil {
-		return nil, fmt.Errorf("render clusters: %w", err)
-	}
-	version := shortHash(unversionedLDS, []byte{0}, unversionedCDS)
-	versionLine, err := yaml.Marshal(map[string]string{"version_info": version})
-	if err != nil {
-		return nil, err
-	}
-	out := &Output{Bootstrap: bootYAML, ConfigVersion: version, BootstrapHash: shortHash(bootYAML)}
-	out.Listeners = append(unversionedLDS, versionLine...)
-	out.Clusters = append(unversionedCDS, versionLine...)
-	return out, nil
+	return &Output{Bootstrap: bootYAML, Listeners: lds, Clusters: cds, ConfigVersion: res.Version, BootstrapHash: res.BootstrapVersion}, nil
 }
 
-// discoveryResponse is the shape Envoy expects in a file named by path_config_source.
-func discoveryResponse[M proto.Message](resources []M) (*discoveryv3.DiscoveryResponse, error) {
-	dr := &discoveryv3.DiscoveryResponse{}
+// discoveryResponse renders resources in the shape Envoy expects in a file named
+// by path_config_source.
+func discoveryResponse[M proto.Message](resources []M, version string) ([]byte, error) {
+	dr := &discoveryv3.DiscoveryResponse{VersionInfo: version}
 	for _, r := range resources {
 		a, err := anypb.New(r)
 		if err != nil {
@@ -67,7 +49,7 @@ func discoveryResponse[M proto.Message](resources []M) (*discoveryv3.DiscoveryRe
 		}
 		dr.Resources = append(dr.Resources, a)
 	}
-	return dr, nil
+	return toYAML(dr)
 }
 
 // toYAML renders m with stable bytes: protojson deliberately varies its whitespace,
@@ -91,13 +73,4 @@ func jsonToYAML(j []byte) ([]byte, error) {
 		return nil, err
 	}
 	return yaml.Marshal(tree)
-}
-
-// shortHash is the first 16 hex digits of the SHA-256 of the parts.
-func shortHash(parts ...[]byte) string {
-	h := sha256.New()
-	for _, p := range parts {
-		h.Write(p)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
 }

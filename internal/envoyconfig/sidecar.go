@@ -6,7 +6,10 @@ import (
 	"slices"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 )
@@ -32,6 +35,19 @@ type Service struct {
 	Port, ServicePort int32
 	Protocol          v1alpha1.Protocol
 	Upstreams         []Upstream
+	// Callers are the MeshServices that name this one in spec.upstreams. Nothing
+	// is built from them yet; authorization will accept exactly these.
+	Callers []types.NamespacedName
+	// Inbound is what the inbound listener gets beyond forwarding: TLS and
+	// authorization filters. Nothing sets it yet.
+	Inbound ListenerExtras
+}
+
+// ListenerExtras wrap a listener's traffic: a transport socket (TLS) on its filter
+// chain and HTTP filters that run before the router (RBAC).
+type ListenerExtras struct {
+	TransportSocket *corev3.TransportSocket
+	HTTPFilters     []*hcmv3.HttpFilter
 }
 
 // Upstream is one egress listener of the sidecar and, when resolved, its cluster.
@@ -50,40 +66,54 @@ type Target struct {
 	ServicePort int32
 	Protocol    v1alpha1.Protocol
 	Traffic     v1alpha1.TrafficPolicy // already merged by MergeTraffic
+	// TransportSocket, when set, wraps the connections to the target (TLS).
+	// Nothing sets it yet.
+	TransportSocket *corev3.TransportSocket
 }
 
 // Options are cluster-wide settings that are not part of any MeshService.
 type Options struct {
 	// ClusterDomain is the DNS suffix of Services, e.g. "cluster.local".
 	ClusterDomain string
+	// Delivery is where the bootstrap sends Envoy for its listeners and
+	// clusters; nil means FileDelivery.
+	Delivery *Delivery
 }
 
-// Output is the content of the sidecar's ConfigMap plus the hashes the controller
-// stamps on objects.
+func (o Options) withDefaults() Options {
+	if o.ClusterDomain == "" {
+		o.ClusterDomain = DefaultClusterDomain
+	}
+	if o.Delivery == nil {
+		d := FileDelivery()
+		o.Delivery = &d
+	}
+	return o
+}
+
+// Output is the content of the Envoy's ConfigMap, rendered from Resources, plus
+// the versions the controller stamps on objects.
 type Output struct {
 	Bootstrap, Listeners, Clusters []byte // contents of envoy.yaml, lds.yaml, cds.yaml
-	// ConfigVersion is a content hash of listeners and clusters; it is the
-	// version_info of lds.yaml and cds.yaml, so a sidecar's loaded version tells
-	// whether it runs the latest config.
+	// ConfigVersion is Resources.Version, the version_info of lds.yaml and
+	// cds.yaml, so a sidecar's loaded version tells whether it runs the latest.
 	ConfigVersion string
-	// BootstrapHash is a hash of Bootstrap; the pod template carries it so only a
-	// bootstrap change rolls the pods.
+	// BootstrapHash is Resources.BootstrapVersion; the pod template carries it
+	// so only a bootstrap change rolls the pods.
 	BootstrapHash string
 }
 
-// BuildSidecar builds, validates and renders the sidecar config of svc. The same
-// inputs always give byte-identical output, whatever the order of svc.Upstreams.
-func BuildSidecar(svc Service, opts Options) (*Output, error) {
+// BuildSidecar builds and validates the sidecar config of svc. The same inputs
+// always give the same Resources and Version, whatever the order of svc.Upstreams.
+func BuildSidecar(svc Service, opts Options) (*Resources, error) {
 	if err := checkService(svc); err != nil {
 		return nil, err
 	}
-	if opts.ClusterDomain == "" {
-		opts.ClusterDomain = DefaultClusterDomain
-	}
+	opts = opts.withDefaults()
 	ups := slices.Clone(svc.Upstreams)
 	slices.SortFunc(ups, func(a, b Upstream) int { return cmp.Compare(a.LocalPort, b.LocalPort) })
 
-	boot, err := Bootstrap(svc.Name+"."+svc.Namespace, svc.Name)
+	boot, err := Bootstrap(svc.Name+"."+svc.Namespace, svc.Name, *opts.Delivery)
 	if err != nil {
 		return nil, err
 	}
@@ -92,18 +122,18 @@ func BuildSidecar(svc Service, opts Options) (*Output, error) {
 	if err != nil {
 		return nil, err
 	}
-	listeners := []*listenerv3.Listener{inbound}
+	res := &Resources{Bootstrap: boot, Listeners: []*listenerv3.Listener{inbound}}
 	local, err := localAppCluster(svc)
 	if err != nil {
 		return nil, err
 	}
-	clusters := []*clusterv3.Cluster{local}
+	res.Clusters = []*clusterv3.Cluster{local}
 	for _, u := range ups {
 		l, err := egressListener(u)
 		if err != nil {
 			return nil, err
 		}
-		listeners = append(listeners, l)
+		res.Listeners = append(res.Listeners, l)
 		if u.Target == nil {
 			continue
 		}
@@ -111,9 +141,9 @@ func BuildSidecar(svc Service, opts Options) (*Output, error) {
 		if err != nil {
 			return nil, err
 		}
-		clusters = append(clusters, c)
+		res.Clusters = append(res.Clusters, c)
 	}
-	return render(boot, listeners, clusters)
+	return res.versioned()
 }
 
 // checkService rejects what the API server cannot see but Envoy would refuse or

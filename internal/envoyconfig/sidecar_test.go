@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
 	"github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 )
 
@@ -80,16 +83,77 @@ func TestBuildSidecarVersions(t *testing.T) {
 	if lv != out.ConfigVersion || cv != out.ConfigVersion {
 		t.Errorf("version_info lds %q, cds %q; want ConfigVersion %q in both", lv, cv, out.ConfigVersion)
 	}
-	if out.BootstrapHash != shortHash(out.Bootstrap) {
-		t.Errorf("BootstrapHash %q is not the hash of the bootstrap bytes", out.BootstrapHash)
+}
+
+// TestVersionFromTypedResources: the version is known from the typed set alone,
+// before anything is rendered, and follows every resource kind.
+func TestVersionFromTypedResources(t *testing.T) {
+	res, err := BuildSidecar(richService(), Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	// ConfigVersion covers the resources, not itself: removing the version lines
-	// gives back exactly what was hashed.
-	line := "version_info: " + out.ConfigVersion + "\n"
-	lds := strings.Replace(string(out.Listeners), line, "", 1)
-	cds := strings.Replace(string(out.Clusters), line, "", 1)
-	if got := shortHash([]byte(lds), []byte{0}, []byte(cds)); got != out.ConfigVersion {
-		t.Errorf("hash of the unversioned files %q, want ConfigVersion %q", got, out.ConfigVersion)
+	out := mustRender(t, res)
+	if out.ConfigVersion != res.Version || out.BootstrapHash != res.BootstrapVersion {
+		t.Errorf("rendered versions %s/%s, want the typed set's %s/%s", out.ConfigVersion, out.BootstrapHash, res.Version, res.BootstrapVersion)
+	}
+	again, err := BuildSidecar(richService(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Version != res.Version || again.BootstrapVersion != res.BootstrapVersion {
+		t.Fatal("the same inputs gave another version")
+	}
+	changes := map[string]func(r *Resources){
+		"listener":  func(r *Resources) { r.Listeners[0].StatPrefix = "changed" },
+		"cluster":   func(r *Resources) { r.Clusters[0].Name = "changed" },
+		"secret":    func(r *Resources) { r.Secrets = append(r.Secrets, &tlsv3.Secret{Name: "identity"}) },
+		"endpoints": func(r *Resources) { r.Endpoints = append(r.Endpoints, &endpointv3.ClusterLoadAssignment{ClusterName: "out.b.ns"}) },
+		// The same two listeners in another order are another config.
+		"order": func(r *Resources) { r.Listeners[0], r.Listeners[1] = r.Listeners[1], r.Listeners[0] },
+	}
+	for name, change := range changes {
+		t.Run(name, func(t *testing.T) {
+			r, err := BuildSidecar(richService(), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			change(r)
+			if _, err := r.versioned(); err != nil {
+				t.Fatal(err)
+			}
+			if r.Version == res.Version {
+				t.Error("Version did not change")
+			}
+			if r.BootstrapVersion != res.BootstrapVersion {
+				t.Error("BootstrapVersion changed with the dynamic resources")
+			}
+		})
+	}
+	t.Run("bootstrap", func(t *testing.T) {
+		r, err := BuildSidecar(richService(), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Bootstrap.Node.Id = "changed"
+		if _, err := r.versioned(); err != nil {
+			t.Fatal(err)
+		}
+		if r.BootstrapVersion == res.BootstrapVersion || r.Version != res.Version {
+			t.Error("only BootstrapVersion must follow the bootstrap")
+		}
+	})
+}
+
+// TestRenderRefusesWhatFilesCannotCarry: secrets and endpoints have no file yet;
+// rendering must not drop them silently.
+func TestRenderRefusesWhatFilesCannotCarry(t *testing.T) {
+	res, err := BuildSidecar(richService(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Secrets = []*tlsv3.Secret{{Name: "identity"}}
+	if _, err := Render(res); err == nil || !strings.Contains(err.Error(), "1 secrets") {
+		t.Errorf("Render with a secret: error %v, want one naming the secret", err)
 	}
 }
 
@@ -192,11 +256,11 @@ func TestBuildSidecarClusterDomain(t *testing.T) {
 		{Name: "b", Namespace: "other", LocalPort: 9000, Target: &Target{ServicePort: 80, Traffic: MergeTraffic()}},
 	}}
 	for domain, want := range map[string]string{"": "b.other.svc.cluster.local", "corp.example": "b.other.svc.corp.example"} {
-		out, err := BuildSidecar(svc, Options{ClusterDomain: domain})
+		res, err := BuildSidecar(svc, Options{ClusterDomain: domain})
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, clusters := parseClusters(t, out.Clusters)
+		_, clusters := parseClusters(t, mustRender(t, res).Clusters)
 		if host, _ := endpointOf(t, clusterNamed(t, clusters, "out.b.other")); host != want {
 			t.Errorf("ClusterDomain %q: endpoint host %q, want %q", domain, host, want)
 		}
@@ -242,7 +306,7 @@ func TestBuildSidecarErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := BuildSidecar(tc.svc, Options{})
 			if err == nil {
-				t.Fatalf("want an error, got output with version %s", out.ConfigVersion)
+				t.Fatalf("want an error, got resources with version %s", out.Version)
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q does not mention %q", err, tc.want)
