@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -182,7 +183,7 @@ func httpConnectionManagerFilter(hcm *hcmv3.HttpConnectionManager, filters ...*h
 			return nil, fmt.Errorf("http filter %q: %w", f.GetName(), err)
 		}
 	}
-	router, err := httpFilter(routerFilterName, &routerv3.Router{})
+	router, err := sharedRouter()
 	if err != nil {
 		return nil, err
 	}
@@ -194,6 +195,12 @@ func httpConnectionManagerFilter(hcm *hcmv3.HttpConnectionManager, filters ...*h
 	}
 	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: packed}}, nil
 }
+
+// sharedRouter is the router filter every HTTP listener ends with, packed once.
+// Listeners share it, so nothing may modify it.
+var sharedRouter = sync.OnceValues(func() (*hcmv3.HttpFilter, error) {
+	return httpFilter(routerFilterName, &routerv3.Router{})
+})
 
 // routerTypeURL identifies the router filter's config, whatever its name.
 var routerTypeURL = "type.googleapis.com/" + string((&routerv3.Router{}).ProtoReflect().Descriptor().FullName())

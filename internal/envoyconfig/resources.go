@@ -2,6 +2,7 @@ package envoyconfig
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 
@@ -46,14 +47,17 @@ var deterministic = proto.MarshalOptions{Deterministic: true}
 func (r *Resources) versioned() (*Resources, error) {
 	h := sha256.New()
 	var buf []byte
+	var lenBuf [binary.MaxVarintLen64]byte
 	var err error
 	add := func(m proto.Message) error {
-		// Length-prefixed, so resources cannot run into each other.
+		// Each resource is preceded by its type and length, so resources
+		// cannot run into each other.
 		buf, err = deterministic.MarshalAppend(buf[:0], m)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(h, "%s %d\n", m.ProtoReflect().Descriptor().FullName(), len(buf))
+		h.Write([]byte(m.ProtoReflect().Descriptor().FullName()))
+		h.Write(binary.AppendUvarint(lenBuf[:0], uint64(len(buf))))
 		h.Write(buf)
 		return nil
 	}
