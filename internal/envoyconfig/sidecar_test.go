@@ -104,10 +104,12 @@ func TestVersionFromTypedResources(t *testing.T) {
 		t.Fatal("the same inputs gave another version")
 	}
 	changes := map[string]func(r *Resources){
-		"listener":  func(r *Resources) { r.Listeners[0].StatPrefix = "changed" },
-		"cluster":   func(r *Resources) { r.Clusters[0].Name = "changed" },
-		"secret":    func(r *Resources) { r.Secrets = append(r.Secrets, &tlsv3.Secret{Name: "identity"}) },
-		"endpoints": func(r *Resources) { r.Endpoints = append(r.Endpoints, &endpointv3.ClusterLoadAssignment{ClusterName: "out.b.ns"}) },
+		"listener": func(r *Resources) { r.Listeners[0].StatPrefix = "changed" },
+		"cluster":  func(r *Resources) { r.Clusters[0].Name = "changed" },
+		"secret":   func(r *Resources) { r.Secrets = append(r.Secrets, &tlsv3.Secret{Name: "identity"}) },
+		"endpoints": func(r *Resources) {
+			r.Endpoints = append(r.Endpoints, &endpointv3.ClusterLoadAssignment{ClusterName: "out.b.ns"})
+		},
 		// The same two listeners in another order are another config.
 		"order": func(r *Resources) { r.Listeners[0], r.Listeners[1] = r.Listeners[1], r.Listeners[0] },
 	}
