@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -211,4 +212,65 @@ func update[T client.Object](obj T, mutate func(T)) {
 
 func meshServiceKey(ns, name string) *meshv1alpha1.MeshService {
 	return &meshv1alpha1.MeshService{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+}
+
+// eventReasonsFor lists the "Type/Reason" of the events regarding an object of
+// the given kind.
+func eventReasonsFor(kind, ns, name string) func() []string {
+	return func() []string {
+		var list eventsv1.EventList
+		if err := k8sClient.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return []string{err.Error()}
+		}
+		var out []string
+		for _, e := range list.Items {
+			if e.Regarding.Kind == kind && e.Regarding.Name == name {
+				out = append(out, e.Type+"/"+e.Reason)
+			}
+		}
+		return out
+	}
+}
+
+// reconciledOnce deletes the headless Service a MeshService owns and waits
+// until the operator has put it back: proof that a reconcile of that MeshService,
+// started after the call, has run up to its applies. Reconciles of one object
+// never overlap, so after two calls the first marker reconcile has finished,
+// status write included.
+func reconciledOnce(ns, name string) {
+	svc := &corev1.Service{}
+	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, svc)).To(Succeed())
+	ExpectWithOffset(1, k8sClient.Delete(ctx, svc)).To(Succeed())
+	EventuallyWithOffset(1, func(g Gomega) {
+		got := &corev1.Service{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, got)).To(Succeed())
+		g.Expect(got.UID).NotTo(Equal(svc.UID))
+	}).Should(Succeed())
+}
+
+// notFound asserts that none of objs exists in ns; each is an empty object of
+// its kind carrying only the name to look up.
+func notFound(g Gomega, ns string, objs ...client.Object) {
+	for _, obj := range objs {
+		name := obj.GetName()
+		err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)
+		g.ExpectWithOffset(1, apierrors.IsNotFound(err)).To(BeTrue(), "%T %s must not exist (got %v)", obj, name, err)
+	}
+}
+
+// controlledBy asserts that every one of objs (named as for notFound) exists in
+// owner's namespace and is controlled by owner.
+func controlledBy(g Gomega, owner client.Object, objs ...client.Object) {
+	for _, obj := range objs {
+		name := obj.GetName()
+		g.ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKey{Namespace: owner.GetNamespace(), Name: name}, obj)).To(Succeed())
+		g.ExpectWithOffset(1, metav1.IsControlledBy(obj, owner)).To(BeTrue(), "%T %s controlled by %s", obj, name, owner.GetName())
+	}
+}
+
+// named is an empty object of obj's kind carrying only a name, for notFound and
+// controlledBy.
+func named[T client.Object](obj T, name string) T {
+	obj.SetName(name)
+	return obj
 }

@@ -5,7 +5,6 @@ package controllers
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -89,16 +88,15 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 
 	st := newStatusBuilder(ms)
-	st.upstreams(found)
+	st.setConditions(upstreamsResolvedCondition(st.upstreams(found), len(ms.Spec.Upstreams)))
 	// The spec passed the API server, but Envoy would reject the result.
 	cfg, err := sidecarFiles(envoyconfig.ServiceFor(ms, found, mesh), envoyconfig.Options{ClusterDomain: r.ClusterDomain})
 	if err != nil {
 		return r.fail(ctx, ms, st, ReasonInvalidConfig, "Build", err)
 	}
-	st.configVersion(cfg.ConfigVersion)
 
 	sidecar := objects.ResolveSidecar(r.DefaultSidecar, meshSidecar(mesh), ms.Spec.Sidecar)
-	applyErr := r.applyAll(ctx, ms, []ownedObject{
+	applyErr := applyAllOwned(ctx, r.Client, &r.applied, ms, []ownedObject{
 		{objects.ConfigMap(ms, cfg), configMapMeta()},
 		{objects.Service(ms), &corev1.Service{}},
 		{objects.Deployment(ms, sidecar, cfg.BootstrapHash), &appsv1.Deployment{}},
@@ -106,23 +104,31 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	var notOwned *errNotOwned
 	switch {
 	case errors.As(applyErr, &notOwned):
-		// Retried when the foreign object is deleted (see deletedOnly).
+		// Nothing was applied. Retried when the foreign object is deleted (see deletedOnly).
 		return r.fail(ctx, ms, st, ReasonConflict, "Apply", applyErr)
 	case applyErr != nil:
 		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, "ApplyFailed", "Apply", "%v", applyErr)
 		return ctrl.Result{}, applyErr
 	}
+	st.configVersion(cfg.ConfigVersion)
 
 	dep := &appsv1.Deployment{}
 	if err := r.Get(ctx, req.NamespacedName, dep); client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, err
 	}
-	ready := st.deployment(dep)
-	if r.Sidecars != nil {
-		r.reportSidecars(ms, st, ready)
-	}
+	ready := meshServiceReadyInputs{deployment: st.deployment(dep), configVersion: cfg.ConfigVersion}
 	if mesh == nil {
-		st.noteMissingMesh()
+		ready.missingMesh = ms.Spec.Mesh
+	}
+	if r.Sidecars != nil {
+		sc := st.sidecars(r.Sidecars.Observations(req.NamespacedName))
+		ready.sidecars = &sc
+		st.setConditions(configSyncedCondition(sc, cfg.ConfigVersion))
+	}
+	st.setConditions(meshServiceReadyCondition(ready))
+	if newlyRejected(ms.Status, st.status) {
+		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, ReasonRejected, "Probe", "%s",
+			meta.FindStatusCondition(st.status.Conditions, meshv1alpha1.ConditionConfigSynced).Message)
 	}
 	st.succeeded()
 	return ctrl.Result{}, r.writeStatus(ctx, ms, st)
@@ -130,48 +136,12 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 // fail reports what only a change of the spec or of a foreign object can fix: a
 // Warning event, Ready=False with the reason, observedGeneration left where it
-// was, and no retry.
+// was, and no retry. What the failed reconcile did not get to observe
+// (configVersion, replicas, sidecars) stays as last reported.
 func (r *MeshServiceReconciler) fail(ctx context.Context, ms *meshv1alpha1.MeshService, st *statusBuilder, reason, action string, err error) (ctrl.Result, error) {
 	r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, reason, action, "%v", err)
-	st.failed(reason, err.Error())
+	st.setConditions(meshServiceReadyCondition(meshServiceReadyInputs{failure: &failure{reason: reason, message: err.Error()}}))
 	return ctrl.Result{}, r.writeStatus(ctx, ms, st)
-}
-
-// reportSidecars folds the prober's observations into status: Ready also waits
-// for every sidecar, and a newly rejected version raises one Warning event.
-func (r *MeshServiceReconciler) reportSidecars(ms *meshv1alpha1.MeshService, st *statusBuilder, deploymentReady bool) {
-	sc := st.sidecars(r.Sidecars.Observations(client.ObjectKeyFromObject(ms)))
-	if deploymentReady && !sc.allSynced {
-		st.setCondition(meshv1alpha1.ConditionReady, false, ReasonSidecarsNotReady,
-			fmt.Sprintf("%d/%d sidecars live and on config version %s", sc.counts.Synced, sc.counts.Total, st.status.ConfigVersion))
-	}
-	if st.newlyRejected(ms.Status.Conditions) {
-		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, ReasonRejected, "Probe", "%s",
-			meta.FindStatusCondition(st.status.Conditions, meshv1alpha1.ConditionConfigSynced).Message)
-	}
-}
-
-type ownedObject struct {
-	desired, existing client.Object
-}
-
-// applyAll applies every object it may; a foreign object blocks only itself, and
-// the first such conflict is returned after the others are applied.
-func (r *MeshServiceReconciler) applyAll(ctx context.Context, ms *meshv1alpha1.MeshService, objs []ownedObject) error {
-	var conflict error
-	for _, o := range objs {
-		err := applyOwned(ctx, r.Client, &r.applied, ms, o.desired, o.existing)
-		var notOwned *errNotOwned
-		switch {
-		case errors.As(err, &notOwned):
-			if conflict == nil {
-				conflict = err
-			}
-		case err != nil:
-			return fmt.Errorf("applying %T %s: %w", o.desired, o.desired.GetName(), err)
-		}
-	}
-	return conflict
 }
 
 // findUpstreams returns the upstream MeshServices that exist, by key.

@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"fmt"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,14 +40,15 @@ type sidecarView struct {
 	allSynced bool // every sidecar live and on the current version
 }
 
-// sidecars folds the prober's observations into status: counts, the capped
-// proxies list, upstream endpoint health and the ConfigSynced condition.
+// sidecars folds the prober's observations into status (counts, the capped
+// proxies list, upstream endpoint health) and returns them for the conditions.
+// The Deployment's readyReplicas must already be in status.
 func (b *statusBuilder) sidecars(obs []prober.PodObservation) sidecarView {
 	want := b.status.ConfigVersion
 	var v sidecarView
 	b.status.Proxies = nil
 	for _, o := range obs {
-		synced := o.State == envoyadmin.StateLive && o.LDSVersion == want && o.CDSVersion == want
+		synced := syncedTo(o, want)
 		rejected := !synced && o.Rejecting
 		v.counts.Total++
 		switch {
@@ -72,38 +72,47 @@ func (b *statusBuilder) sidecars(obs []prober.PodObservation) sidecarView {
 	b.status.Sidecars = &v.counts
 	b.status.Synced = fmt.Sprintf("%d/%d", v.counts.Synced, v.counts.Total)
 	b.upstreamHealth(obs, want)
-
-	switch c := v.counts; {
-	case c.Total == 0:
-		b.setConditionStatus(meshv1alpha1.ConditionConfigSynced, metav1.ConditionUnknown, ReasonNoSidecars, "no running sidecar has been probed yet")
-	case c.Rejected > 0:
-		b.setCondition(meshv1alpha1.ConditionConfigSynced, false, ReasonRejected,
-			fmt.Sprintf("%d of %d sidecars %s they keep serving their last accepted config", c.Rejected, c.Total, rejectedVersion(want)))
-	case c.Unreachable > 0:
-		b.setCondition(meshv1alpha1.ConditionConfigSynced, false, ReasonUnreachable,
-			fmt.Sprintf("%d of %d sidecars did not answer on their status port", c.Unreachable, c.Total))
-	case !v.allSynced:
-		b.setCondition(meshv1alpha1.ConditionConfigSynced, false, ReasonStale,
-			fmt.Sprintf("%d of %d sidecars run config version %s", c.Synced, c.Total, want))
-	default:
-		b.setCondition(meshv1alpha1.ConditionConfigSynced, true, ReasonSynced,
-			fmt.Sprintf("all %d sidecars run config version %s", c.Total, want))
-	}
 	return v
 }
 
-// newlyRejected reports whether this status is the first to report a rejection
-// of the current config version, so the Warning event is raised once per version.
-func (b *statusBuilder) newlyRejected(prev []metav1.Condition) bool {
-	cur := meta.FindStatusCondition(b.status.Conditions, meshv1alpha1.ConditionConfigSynced)
-	if cur == nil || cur.Reason != ReasonRejected {
-		return false
+// configSyncedCondition is ConfigSynced: whether every sidecar runs version,
+// and if not, the worst of why (a rejection, then an unreachable sidecar).
+func configSyncedCondition(v sidecarView, version string) metav1.Condition {
+	switch c := v.counts; {
+	case c.Total == 0:
+		return metav1.Condition{Type: meshv1alpha1.ConditionConfigSynced, Status: metav1.ConditionUnknown,
+			Reason: ReasonNoSidecars, Message: "no running sidecar has been probed yet"}
+	case c.Rejected > 0:
+		return newCondition(meshv1alpha1.ConditionConfigSynced, false, ReasonRejected,
+			fmt.Sprintf("%d of %d sidecars rejected config version %s; they keep serving their last accepted config", c.Rejected, c.Total, version))
+	case c.Unreachable > 0:
+		return newCondition(meshv1alpha1.ConditionConfigSynced, false, ReasonUnreachable,
+			fmt.Sprintf("%d of %d sidecars did not answer on their status port", c.Unreachable, c.Total))
+	case !v.allSynced:
+		return newCondition(meshv1alpha1.ConditionConfigSynced, false, ReasonStale,
+			fmt.Sprintf("%d of %d sidecars run config version %s", c.Synced, c.Total, version))
+	default:
+		return newCondition(meshv1alpha1.ConditionConfigSynced, true, ReasonSynced,
+			fmt.Sprintf("all %d sidecars run config version %s", c.Total, version))
 	}
-	old := meta.FindStatusCondition(prev, meshv1alpha1.ConditionConfigSynced)
-	return old == nil || old.Reason != ReasonRejected || !strings.Contains(old.Message, rejectedVersion(b.status.ConfigVersion))
 }
 
-func rejectedVersion(v string) string { return "rejected config version " + v + ";" }
+// newlyRejected reports whether next is the first status to report a rejection
+// of its config version, so the Warning event is raised once per version. It
+// reads structured fields only: a rejection (ConfigSynced's reason) is always
+// about the configVersion stored with it, because both are computed in the same
+// reconcile and a failed reconcile changes neither.
+func newlyRejected(prev, next meshv1alpha1.MeshServiceStatus) bool {
+	if !hasReason(next.Conditions, meshv1alpha1.ConditionConfigSynced, ReasonRejected) {
+		return false
+	}
+	return !hasReason(prev.Conditions, meshv1alpha1.ConditionConfigSynced, ReasonRejected) || prev.ConfigVersion != next.ConfigVersion
+}
+
+func hasReason(conds []metav1.Condition, t, reason string) bool {
+	c := meta.FindStatusCondition(conds, t)
+	return c != nil && c.Reason == reason
+}
 
 // upstreamHealth fills each upstream's endpoint counts from the first synced
 // sidecar's /clusters view (every replica resolves the same DNS names).

@@ -3,14 +3,11 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 )
@@ -27,7 +24,9 @@ const (
 )
 
 // statusBuilder computes a MeshService's next status in memory; nothing is
-// written until writeStatus compares it with what is stored.
+// written until writeStatus compares it with what is stored. Its methods fill
+// the fields that report what was observed; the conditions come from the pure
+// functions below, each set once per reconcile.
 type statusBuilder struct {
 	ms     *meshv1alpha1.MeshService
 	status meshv1alpha1.MeshServiceStatus
@@ -37,23 +36,13 @@ func newStatusBuilder(ms *meshv1alpha1.MeshService) *statusBuilder {
 	return &statusBuilder{ms: ms, status: *ms.Status.DeepCopy()}
 }
 
-// setCondition sets a condition for the current generation; meta.SetStatusCondition
-// keeps lastTransitionTime when only the message changes.
-func (b *statusBuilder) setCondition(t string, ok bool, reason, msg string) {
-	s := metav1.ConditionFalse
-	if ok {
-		s = metav1.ConditionTrue
-	}
-	b.setConditionStatus(t, s, reason, msg)
+func (b *statusBuilder) setConditions(cs ...metav1.Condition) {
+	setConditions(&b.status.Conditions, b.ms.Generation, cs...)
 }
 
-func (b *statusBuilder) setConditionStatus(t string, s metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&b.status.Conditions, metav1.Condition{
-		Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: b.ms.Generation,
-	})
-}
-
-func (b *statusBuilder) upstreams(found map[types.NamespacedName]*meshv1alpha1.MeshService) {
+// upstreams reports each spec.upstreams entry, keeping the endpoint counts last
+// observed, and returns the keys of those that do not exist.
+func (b *statusBuilder) upstreams(found map[types.NamespacedName]*meshv1alpha1.MeshService) []string {
 	b.status.Upstreams = nil
 	var missing []string
 	for _, u := range b.ms.Spec.Upstreams {
@@ -68,13 +57,7 @@ func (b *statusBuilder) upstreams(found map[types.NamespacedName]*meshv1alpha1.M
 			missing = append(missing, key.String())
 		}
 	}
-	if len(missing) > 0 {
-		b.setCondition(meshv1alpha1.ConditionUpstreamsResolved, false, ReasonUpstreamNotFound,
-			fmt.Sprintf("MeshService %v not found; its local listener answers 503 until it exists", missing))
-		return
-	}
-	b.setCondition(meshv1alpha1.ConditionUpstreamsResolved, true, ReasonResolved,
-		fmt.Sprintf("all %d upstreams exist", len(b.ms.Spec.Upstreams)))
+	return missing
 }
 
 func findUpstreamStatus(list []meshv1alpha1.UpstreamStatus, key types.NamespacedName) meshv1alpha1.UpstreamStatus {
@@ -88,55 +71,68 @@ func findUpstreamStatus(list []meshv1alpha1.UpstreamStatus, key types.Namespaced
 
 func (b *statusBuilder) configVersion(v string) { b.status.ConfigVersion = v }
 
-// deployment reports replicas and readiness from the Deployment: Ready is its
-// Available condition with every desired replica ready. It returns that readiness.
-func (b *statusBuilder) deployment(dep *appsv1.Deployment) bool {
-	if dep.Name == "" {
-		b.setCondition(meshv1alpha1.ConditionReady, false, ReasonDeploymentNotFound, "the Deployment is being created")
-		return false
+// deployment reports the Deployment's replicas and returns its readiness.
+func (b *statusBuilder) deployment(dep *appsv1.Deployment) deploymentState {
+	d := deploymentReadiness(dep)
+	if d.found {
+		b.status.Replicas = d.replicas
+		b.status.ReadyReplicas = d.readyReplicas
+		b.status.Ready = fmt.Sprintf("%d/%d", d.readyReplicas, d.desired)
 	}
-	want := ptr.Deref(dep.Spec.Replicas, 1)
-	b.status.Replicas = dep.Status.Replicas
-	b.status.ReadyReplicas = dep.Status.ReadyReplicas
-	b.status.Ready = fmt.Sprintf("%d/%d", dep.Status.ReadyReplicas, want)
-
-	available := false
-	for _, c := range dep.Status.Conditions {
-		if c.Type == appsv1.DeploymentAvailable && c.Status == "True" {
-			available = true
-		}
-	}
-	upToDate := dep.Status.ObservedGeneration >= dep.Generation && dep.Status.UpdatedReplicas >= want
-	if available && upToDate && dep.Status.ReadyReplicas >= want {
-		b.setCondition(meshv1alpha1.ConditionReady, true, ReasonAvailable,
-			fmt.Sprintf("%d/%d replicas ready", dep.Status.ReadyReplicas, want))
-		return true
-	}
-	b.setCondition(meshv1alpha1.ConditionReady, false, ReasonProgressing,
-		fmt.Sprintf("%d/%d replicas ready", dep.Status.ReadyReplicas, want))
-	return false
-}
-
-// failed marks the reconcile as failed: Ready is False with the reason, and
-// observedGeneration stays at the last successful generation.
-func (b *statusBuilder) failed(reason, msg string) {
-	b.setCondition(meshv1alpha1.ConditionReady, false, reason, msg)
-}
-
-// noteMissingMesh says in the Ready message that the named ServiceMesh does not
-// exist and built-in defaults apply: worth knowing, but not an error.
-func (b *statusBuilder) noteMissingMesh() {
-	c := meta.FindStatusCondition(b.status.Conditions, meshv1alpha1.ConditionReady)
-	if c == nil {
-		return
-	}
-	note := fmt.Sprintf("; ServiceMesh %q not found, built-in defaults apply", b.ms.Spec.Mesh)
-	if !strings.HasSuffix(c.Message, note) {
-		b.setConditionStatus(c.Type, c.Status, c.Reason, c.Message+note)
-	}
+	return d
 }
 
 func (b *statusBuilder) succeeded() { b.status.ObservedGeneration = b.ms.Generation }
+
+// upstreamsResolvedCondition is UpstreamsResolved: True when no upstream is
+// missing among the total named in spec.upstreams.
+func upstreamsResolvedCondition(missing []string, total int) metav1.Condition {
+	if len(missing) > 0 {
+		return newCondition(meshv1alpha1.ConditionUpstreamsResolved, false, ReasonUpstreamNotFound,
+			fmt.Sprintf("MeshService %v not found; its local listener answers 503 until it exists", missing))
+	}
+	return newCondition(meshv1alpha1.ConditionUpstreamsResolved, true, ReasonResolved,
+		fmt.Sprintf("all %d upstreams exist", total))
+}
+
+// meshServiceReadyInputs is everything a MeshService's Ready condition depends on.
+type meshServiceReadyInputs struct {
+	// failure, when set, is all Ready reports: nothing was applied.
+	failure    *failure
+	deployment deploymentState
+	// sidecars is nil when no prober runs; Ready then ignores the sidecars.
+	sidecars      *sidecarView
+	configVersion string
+	// missingMesh names the ServiceMesh spec.mesh names when it does not exist.
+	missingMesh string
+}
+
+// meshServiceReadyCondition is Ready: the failure if there was one, else the
+// Deployment ready and, with a prober, every sidecar live on configVersion.
+func meshServiceReadyCondition(in meshServiceReadyInputs) metav1.Condition {
+	if in.failure != nil {
+		return newCondition(meshv1alpha1.ConditionReady, false, in.failure.reason, in.failure.message)
+	}
+	d := in.deployment
+	replicas := fmt.Sprintf("%d/%d replicas ready", d.readyReplicas, d.desired)
+	var c metav1.Condition
+	switch {
+	case !d.found:
+		c = newCondition(meshv1alpha1.ConditionReady, false, ReasonDeploymentNotFound, "the Deployment is being created")
+	case !d.ready:
+		c = newCondition(meshv1alpha1.ConditionReady, false, ReasonProgressing, replicas)
+	case in.sidecars != nil && !in.sidecars.allSynced:
+		c = newCondition(meshv1alpha1.ConditionReady, false, ReasonSidecarsNotReady,
+			fmt.Sprintf("%d/%d sidecars live and on config version %s", in.sidecars.counts.Synced, in.sidecars.counts.Total, in.configVersion))
+	default:
+		c = newCondition(meshv1alpha1.ConditionReady, true, ReasonAvailable, replicas)
+	}
+	if in.missingMesh != "" {
+		// Worth knowing, but not an error.
+		c.Message += fmt.Sprintf("; ServiceMesh %q not found, built-in defaults apply", in.missingMesh)
+	}
+	return c
+}
 
 // writeStatus writes the status once, and only when it changed. It uses Update
 // so a concurrent change is a 409 that requeues rather than a lost write.

@@ -1,0 +1,157 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/envoymesh/envoymesh-operator/internal/envoyadmin"
+	"github.com/envoymesh/envoymesh-operator/internal/prober"
+)
+
+// deploymentWith is a Deployment of generation 2 that wants want replicas and
+// whose status is what the Deployment controller reported.
+func deploymentWith(want *int32, st appsv1.DeploymentStatus) *appsv1.Deployment {
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Generation: 2},
+		Spec:       appsv1.DeploymentSpec{Replicas: want},
+		Status:     st,
+	}
+}
+
+func available(s corev1.ConditionStatus) []appsv1.DeploymentCondition {
+	return []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: s}}
+}
+
+func TestDeploymentReadiness(t *testing.T) {
+	done := appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 3, UpdatedReplicas: 3, ReadyReplicas: 3, Conditions: available(corev1.ConditionTrue)}
+	with := func(f func(*appsv1.DeploymentStatus)) appsv1.DeploymentStatus {
+		s := *done.DeepCopy()
+		f(&s)
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		dep  *appsv1.Deployment
+		want deploymentState
+	}{
+		{"nil", nil, deploymentState{desired: 1}},
+		{"not found (empty)", &appsv1.Deployment{}, deploymentState{desired: 1}},
+		{"available, updated and ready", deploymentWith(ptr.To[int32](3), done),
+			deploymentState{found: true, desired: 3, replicas: 3, readyReplicas: 3, ready: true}},
+		{"replicas unset means 1", deploymentWith(nil, with(func(s *appsv1.DeploymentStatus) { s.Replicas, s.UpdatedReplicas, s.ReadyReplicas = 1, 1, 1 })),
+			deploymentState{found: true, desired: 1, replicas: 1, readyReplicas: 1, ready: true}},
+		{"scaled to zero and available", deploymentWith(ptr.To[int32](0), with(func(s *appsv1.DeploymentStatus) { s.Replicas, s.UpdatedReplicas, s.ReadyReplicas = 0, 0, 0 })),
+			deploymentState{found: true, desired: 0, ready: true}},
+		{"not Available", deploymentWith(ptr.To[int32](3), with(func(s *appsv1.DeploymentStatus) { s.Conditions = available(corev1.ConditionFalse) })),
+			deploymentState{found: true, desired: 3, replicas: 3, readyReplicas: 3}},
+		{"no conditions yet", deploymentWith(ptr.To[int32](3), with(func(s *appsv1.DeploymentStatus) { s.Conditions = nil })),
+			deploymentState{found: true, desired: 3, replicas: 3, readyReplicas: 3}},
+		{"current spec not yet observed", deploymentWith(ptr.To[int32](3), with(func(s *appsv1.DeploymentStatus) { s.ObservedGeneration = 1 })),
+			deploymentState{found: true, desired: 3, replicas: 3, readyReplicas: 3}},
+		{"rolling: not every replica updated", deploymentWith(ptr.To[int32](3), with(func(s *appsv1.DeploymentStatus) { s.UpdatedReplicas = 2 })),
+			deploymentState{found: true, desired: 3, replicas: 3, readyReplicas: 3}},
+		{"not every replica ready", deploymentWith(ptr.To[int32](3), with(func(s *appsv1.DeploymentStatus) { s.ReadyReplicas = 2 })),
+			deploymentState{found: true, desired: 3, replicas: 3, readyReplicas: 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := deploymentReadiness(tc.dep); got != tc.want {
+				t.Errorf("deploymentReadiness() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSyncedTo(t *testing.T) {
+	const v = "00000000000000aa"
+	for _, tc := range []struct {
+		name string
+		obs  prober.PodObservation
+		want bool
+	}{
+		{"live on v", prober.PodObservation{State: envoyadmin.StateLive, LDSVersion: v, CDSVersion: v}, true},
+		{"listeners behind", prober.PodObservation{State: envoyadmin.StateLive, LDSVersion: "old", CDSVersion: v}, false},
+		{"clusters behind", prober.PodObservation{State: envoyadmin.StateLive, LDSVersion: v, CDSVersion: "old"}, false},
+		{"on v but not live", prober.PodObservation{State: "INITIALIZING", LDSVersion: v, CDSVersion: v}, false},
+		{"unreachable", prober.PodObservation{State: prober.StateUnreachable}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := syncedTo(tc.obs, v); got != tc.want {
+				t.Errorf("syncedTo() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckOwned(t *testing.T) {
+	owner := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "owner", UID: "owner-uid"}}
+	cm := func(name string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}, ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}}
+	}
+	ours := cm("ours")
+	if err := controllerutil.SetControllerReference(owner, ours, fake.NewClientBuilder().Build().Scheme()); err != nil {
+		t.Fatal(err)
+	}
+	c := fake.NewClientBuilder().WithObjects(ours, cm("theirs"), cm("also-theirs")).Build()
+	objs := func(names ...string) []ownedObject {
+		var out []ownedObject
+		for _, n := range names {
+			out = append(out, ownedObject{desired: cm(n), existing: &corev1.ConfigMap{}})
+		}
+		return out
+	}
+
+	for _, tc := range []struct {
+		name      string
+		objs      []ownedObject
+		conflicts []string
+	}{
+		{"absent or ours", objs("absent", "ours"), nil},
+		{"every foreign object is named, wherever it is in the list", objs("theirs", "ours", "absent", "also-theirs"),
+			[]string{`ConfigMap "theirs"`, `ConfigMap "also-theirs"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkOwned(context.Background(), c, owner, tc.objs)
+			if len(tc.conflicts) == 0 {
+				if err != nil {
+					t.Fatalf("checkOwned() = %v, want nil", err)
+				}
+				return
+			}
+			var notOwned *errNotOwned
+			if !errors.As(err, &notOwned) {
+				t.Fatalf("checkOwned() = %v, want an *errNotOwned in it", err)
+			}
+			var conflicts errConflicts
+			if !errors.As(err, &conflicts) || len(conflicts) != len(tc.conflicts) {
+				t.Fatalf("checkOwned() = %v, want %d conflicts", err, len(tc.conflicts))
+			}
+			for _, want := range tc.conflicts {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("checkOwned() = %q, want it to name %s", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestSetConditionsStampsGenerationAndKeepsTransitionTime(t *testing.T) {
+	var conds []metav1.Condition
+	setConditions(&conds, 3, newCondition("Ready", false, "Progressing", "1/2"))
+	first := conds[0].LastTransitionTime
+	setConditions(&conds, 4, newCondition("Ready", false, "Progressing", "2/2"))
+	if len(conds) != 1 || conds[0].ObservedGeneration != 4 || conds[0].Message != "2/2" {
+		t.Fatalf("conditions = %+v", conds)
+	}
+	if !conds[0].LastTransitionTime.Equal(&first) {
+		t.Errorf("lastTransitionTime moved without a status change")
+	}
+}
