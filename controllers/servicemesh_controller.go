@@ -3,11 +3,10 @@ package controllers
 import (
 	"context"
 	"errors"
-	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,17 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
-	"github.com/envoymesh/envoymesh-operator/internal/envoyadmin"
 	"github.com/envoymesh/envoymesh-operator/internal/envoyconfig"
 	"github.com/envoymesh/envoymesh-operator/internal/objects"
-)
-
-// ServiceMesh condition types and reasons.
-const (
-	// ConditionRoutesResolved is True when every gateway route names an existing MeshService.
-	ConditionRoutesResolved = "RoutesResolved"
-	ReasonRouteNotFound     = "RouteNotFound"
-	ReasonGatewayDisabled   = "GatewayDisabled"
 )
 
 // routeIndex indexes ServiceMeshes by the "namespace/name" of every MeshService
@@ -73,13 +63,6 @@ func (r *ServiceMeshReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, nil
 	}
 	status := *mesh.Status.DeepCopy()
-	setCond := func(t string, ok bool, reason, msg string) {
-		s := metav1.ConditionFalse
-		if ok {
-			s = metav1.ConditionTrue
-		}
-		meta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: mesh.Generation})
-	}
 
 	var members meshv1alpha1.MeshServiceList
 	if err := r.List(ctx, &members, client.InNamespace(mesh.Namespace), client.MatchingFields{meshIndex: mesh.Name}); err != nil {
@@ -91,43 +74,35 @@ func (r *ServiceMeshReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			status.ReadyServices++
 		}
 	}
+	ready := meshReadyInputs{services: status.Services, readyServices: status.ReadyServices}
 
-	gatewayReady, err := r.reconcileGateway(ctx, mesh, &status, setCond)
-	if err != nil {
-		var notOwned *errNotOwned
-		if !errors.As(err, &notOwned) {
-			r.Recorder.Eventf(mesh, nil, corev1.EventTypeWarning, "ApplyFailed", "Apply", "%v", err)
-			return ctrl.Result{}, err
-		}
-		r.Recorder.Eventf(mesh, nil, corev1.EventTypeWarning, ReasonConflict, "Apply", "%v", err)
-		setCond(meshv1alpha1.ConditionReady, false, ReasonConflict, err.Error())
-		return ctrl.Result{}, r.writeMeshStatus(ctx, mesh, status)
-	}
-
-	switch {
-	case !gatewayReady:
-		// reconcileGateway set Ready with its reason.
-	case status.ReadyServices < status.Services:
-		setCond(meshv1alpha1.ConditionReady, false, ReasonProgressing,
-			fmt.Sprintf("%d/%d MeshServices ready", status.ReadyServices, status.Services))
-	default:
-		setCond(meshv1alpha1.ConditionReady, true, ReasonAvailable,
-			fmt.Sprintf("%d/%d MeshServices ready", status.ReadyServices, status.Services))
-	}
-	status.ObservedGeneration = mesh.Generation
-	return ctrl.Result{}, r.writeMeshStatus(ctx, mesh, status)
-}
-
-// reconcileGateway applies (or, when disabled, removes) the gateway and reports
-// it in status. It returns whether the gateway is ready.
-func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *meshv1alpha1.ServiceMesh,
-	status *meshv1alpha1.ServiceMeshStatus, setCond func(t string, ok bool, reason, msg string)) (bool, error) {
 	if mesh.Spec.Gateway == nil || !mesh.Spec.Gateway.Enabled {
 		status.Gateway = nil
 		meta.RemoveStatusCondition(&status.Conditions, ConditionRoutesResolved)
-		return true, r.deleteGateway(ctx, mesh)
+		if err := r.deleteGateway(ctx, mesh); err != nil {
+			return ctrl.Result{}, err
+		}
+	} else {
+		var err error
+		ready.gateway, ready.failure, err = r.reconcileGateway(ctx, mesh, &status)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 
+	setConditions(&status.Conditions, mesh.Generation, meshReadyCondition(ready))
+	if ready.failure == nil {
+		status.ObservedGeneration = mesh.Generation
+	}
+	return ctrl.Result{}, r.writeMeshStatus(ctx, mesh, status)
+}
+
+// reconcileGateway applies the gateway and reports it in status. It returns
+// the gateway's state, or the failure that kept every gateway object from being
+// applied (a build error or a foreign object holding one of their names); an
+// error is worth a retry.
+func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *meshv1alpha1.ServiceMesh,
+	status *meshv1alpha1.ServiceMeshStatus) (*gatewayState, *failure, error) {
 	found := map[types.NamespacedName]*meshv1alpha1.MeshService{}
 	var missing []string
 	for _, route := range mesh.Spec.Gateway.Routes {
@@ -138,69 +113,54 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 		case apierrors.IsNotFound(err) || err == nil && !ms.DeletionTimestamp.IsZero():
 			missing = append(missing, key.String())
 		case err != nil:
-			return false, err
+			return nil, nil, err
 		default:
 			found[key] = ms
 		}
 	}
-	if len(missing) > 0 {
-		setCond(ConditionRoutesResolved, false, ReasonRouteNotFound,
-			fmt.Sprintf("MeshService %v not found; its routes answer 503 until it exists", missing))
-	} else {
-		setCond(ConditionRoutesResolved, true, ReasonResolved, fmt.Sprintf("all %d routes resolved", len(mesh.Spec.Gateway.Routes)))
-	}
+	setConditions(&status.Conditions, mesh.Generation, routesResolvedCondition(missing, len(mesh.Spec.Gateway.Routes)))
 
 	cfg, err := gatewayFiles(envoyconfig.GatewayFor(mesh, found), envoyconfig.Options{ClusterDomain: r.ClusterDomain})
 	if err != nil {
 		r.Recorder.Eventf(mesh, nil, corev1.EventTypeWarning, ReasonInvalidConfig, "Build", "%v", err)
-		setCond(meshv1alpha1.ConditionReady, false, ReasonInvalidConfig, err.Error())
-		return false, nil
+		return nil, &failure{reason: ReasonInvalidConfig, message: err.Error()}, nil
 	}
 	sidecar := objects.ResolveSidecar(r.DefaultSidecar, mesh.Spec.Sidecar)
-	for _, o := range []ownedObject{
+	err = applyAllOwned(ctx, r.Client, &r.applied, mesh, []ownedObject{
 		{objects.GatewayConfigMap(mesh, cfg), configMapMeta()},
 		{objects.GatewayService(mesh), &corev1.Service{}},
 		{objects.GatewayDeployment(mesh, sidecar, cfg.BootstrapHash), &appsv1.Deployment{}},
-	} {
-		if err := applyOwned(ctx, r.Client, &r.applied, mesh, o.desired, o.existing); err != nil {
-			return false, err
-		}
+	})
+	var notOwned *errNotOwned
+	switch {
+	case errors.As(err, &notOwned):
+		// Retried when the foreign object is deleted (see gatewayOf).
+		r.Recorder.Eventf(mesh, nil, corev1.EventTypeWarning, ReasonConflict, "Apply", "%v", err)
+		return nil, &failure{reason: ReasonConflict, message: err.Error()}, nil
+	case err != nil:
+		r.Recorder.Eventf(mesh, nil, corev1.EventTypeWarning, "ApplyFailed", "Apply", "%v", err)
+		return nil, nil, err
 	}
 
 	dep, svc := &appsv1.Deployment{}, &corev1.Service{}
 	key := types.NamespacedName{Namespace: mesh.Namespace, Name: objects.GatewayName(mesh)}
 	if err := r.Get(ctx, key, dep); client.IgnoreNotFound(err) != nil {
-		return false, err
+		return nil, nil, err
 	}
 	if err := r.Get(ctx, key, svc); client.IgnoreNotFound(err) != nil {
-		return false, err
+		return nil, nil, err
 	}
+	gw := &gatewayState{deployment: deploymentReadiness(dep), configVersion: cfg.ConfigVersion}
 	status.Gateway = &meshv1alpha1.GatewayStatus{
-		Replicas: dep.Status.Replicas, ReadyReplicas: dep.Status.ReadyReplicas, Address: gatewayAddress(svc),
+		Replicas: gw.deployment.replicas, ReadyReplicas: gw.deployment.readyReplicas, Address: gatewayAddress(svc),
 		ConfigVersion: cfg.ConfigVersion,
 	}
-	want := int32(1)
-	if dep.Spec.Replicas != nil {
-		want = *dep.Spec.Replicas
-	}
-	if dep.Status.ReadyReplicas < want || dep.Status.ObservedGeneration < dep.Generation {
-		setCond(meshv1alpha1.ConditionReady, false, ReasonProgressing,
-			fmt.Sprintf("gateway %d/%d replicas ready", dep.Status.ReadyReplicas, want))
-		return false, nil
-	}
 	if r.Gateways != nil {
-		for _, o := range r.Gateways.Observations(client.ObjectKeyFromObject(mesh)) {
-			if o.State == envoyadmin.StateLive && o.LDSVersion == cfg.ConfigVersion && o.CDSVersion == cfg.ConfigVersion {
-				status.Gateway.Synced++
-			}
-		}
-		if status.Gateway.Synced < want {
-			setCond(meshv1alpha1.ConditionReady, false, ReasonSidecarsNotReady,
-				fmt.Sprintf("gateway %d/%d Envoys live on config version %s", status.Gateway.Synced, want, cfg.ConfigVersion))
-			return false, nil
-		}
+		synced := countSynced(r.Gateways.Observations(client.ObjectKeyFromObject(mesh)), cfg.ConfigVersion)
+		gw.synced = &synced
+		status.Gateway.Synced = synced
 	}
-	return true, nil
+	return gw, nil, nil
 }
 
 // gatewayAddress is the LoadBalancer ingress when there is one, else the ClusterIP.
@@ -240,16 +200,6 @@ func (r *ServiceMeshReconciler) deleteGateway(ctx context.Context, mesh *meshv1a
 	return nil
 }
 
-// writeMeshStatus writes status once, and only when it changed.
-func (r *ServiceMeshReconciler) writeMeshStatus(ctx context.Context, mesh *meshv1alpha1.ServiceMesh, status meshv1alpha1.ServiceMeshStatus) error {
-	if equality.Semantic.DeepEqual(mesh.Status, status) {
-		return nil
-	}
-	next := mesh.DeepCopy()
-	next.Status = status
-	return r.Status().Update(ctx, next)
-}
-
 // meshesOf enqueues the mesh a MeshService names and every mesh routing to it.
 func (r *ServiceMeshReconciler) meshesOf(ctx context.Context, obj client.Object) []reconcile.Request {
 	ms := obj.(*meshv1alpha1.MeshService)
@@ -263,6 +213,25 @@ func (r *ServiceMeshReconciler) meshesOf(ctx context.Context, obj client.Object)
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&routing.Items[i])})
 	}
 	return reqs
+}
+
+// gatewaySuffix ends the name of a mesh's gateway Deployment and Service
+// (objects.GatewayName); its ConfigMap adds objects.ConfigMapSuffix.
+var gatewaySuffix = objects.GatewayName(&meshv1alpha1.ServiceMesh{})
+
+// gatewayOf turns a mapping from an object to the MeshService whose name it
+// would carry (sameName, configMapOf) into one to the ServiceMesh whose gateway
+// would carry it: "<mesh>-gateway" maps to <mesh>.
+func gatewayOf(names handler.MapFunc) handler.MapFunc {
+	return func(ctx context.Context, obj client.Object) []reconcile.Request {
+		var reqs []reconcile.Request
+		for _, req := range names(ctx, obj) {
+			if mesh, ok := strings.CutSuffix(req.Name, gatewaySuffix); ok && mesh != "" {
+				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: req.Namespace, Name: mesh}})
+			}
+		}
+		return reqs
+	}
 }
 
 // SetupWithManager registers the route index and the watches.
@@ -287,6 +256,11 @@ func (r *ServiceMeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata).
+		// A foreign object blocking one of the gateway's names may go away at any
+		// time; its deletion is what lets the blocked mesh converge.
+		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(gatewayOf(sameName)), builder.WithPredicates(deletedOnly)).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(gatewayOf(sameName)), builder.WithPredicates(deletedOnly)).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(gatewayOf(configMapOf)), builder.OnlyMetadata, builder.WithPredicates(deletedOnly)).
 		// Members' readiness and routed services' ports feed the mesh's status and gateway.
 		Watches(&meshv1alpha1.MeshService{}, handler.EnqueueRequestsFromMapFunc(r.meshesOf))
 	if r.GatewayEvents != nil {

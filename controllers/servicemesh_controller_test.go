@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -267,6 +268,79 @@ var _ = Describe("ServiceMesh controller", func() {
 			}).Should(BeTrue(), "%T removed", obj)
 		}
 		Eventually(func() *meshv1alpha1.GatewayStatus { return getServiceMesh(ns, "default").Status.Gateway }).Should(BeNil())
+	})
+
+	It("leaves observedGeneration where it was when the gateway cannot be built", func() {
+		db := meshService(ns, "db", 5432, 15432)
+		db.Spec.Protocol = meshv1alpha1.ProtocolTCP
+		Expect(k8sClient.Create(ctx, db)).To(Succeed())
+		// Once the MeshService controller has seen db, so has the shared cache.
+		Eventually(func() int64 { return getMeshService(ns, "db").Status.ObservedGeneration }).Should(BeEquivalentTo(1))
+		Expect(k8sClient.Create(ctx, seedServiceMesh(ns))).To(Succeed())
+		Eventually(func() int64 { return getServiceMesh(ns, "default").Status.ObservedGeneration }).Should(BeEquivalentTo(1))
+
+		By("a route to a TCP MeshService, which an HTTP gateway cannot serve")
+		update(getServiceMesh(ns, "default"), func(m *meshv1alpha1.ServiceMesh) {
+			m.Spec.Gateway.Routes = append(m.Spec.Gateway.Routes, meshv1alpha1.GatewayRoute{Prefix: "/db", Service: "db"})
+		})
+		Eventually(func(g Gomega) {
+			c := meta.FindStatusCondition(getServiceMesh(ns, "default").Status.Conditions, meshv1alpha1.ConditionReady)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.ObservedGeneration).To(BeEquivalentTo(2))
+			g.Expect(c.Reason).To(Equal(ReasonInvalidConfig))
+			g.Expect(c.Message).To(ContainSubstring("speaks TCP"))
+		}).Should(Succeed())
+		Expect(getServiceMesh(ns, "default").Status.ObservedGeneration).To(BeEquivalentTo(1))
+		Eventually(eventReasonsFor("ServiceMesh", ns, "default")).Should(ContainElement("Warning/InvalidConfig"))
+
+		By("dropping the route lets it succeed again")
+		update(getServiceMesh(ns, "default"), func(m *meshv1alpha1.ServiceMesh) { m.Spec.Gateway.Routes = m.Spec.Gateway.Routes[:1] })
+		Eventually(func() int64 { return getServiceMesh(ns, "default").Status.ObservedGeneration }).Should(BeEquivalentTo(3))
+		Expect(meshCondition(ns, "default", meshv1alpha1.ConditionReady)()).NotTo(HaveSuffix("/" + ReasonInvalidConfig))
+	})
+
+	It("applies no gateway object while a foreign object holds one of their names, and converges once it is deleted", func() {
+		theirs := map[string]string{"app": "theirs"}
+		foreign := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default-gateway"},
+			Spec: appsv1.DeploymentSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: theirs},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: theirs},
+					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "example.com/theirs:1"}}},
+				},
+			},
+		}
+		Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
+		Expect(k8sClient.Create(ctx, seedServiceMesh(ns))).To(Succeed())
+
+		Eventually(meshCondition(ns, "default", meshv1alpha1.ConditionReady)).Should(Equal("False/Conflict"))
+		Expect(meta.FindStatusCondition(getServiceMesh(ns, "default").Status.Conditions, meshv1alpha1.ConditionReady).Message).
+			To(ContainSubstring(`Deployment "default-gateway"`))
+		Eventually(eventReasonsFor("ServiceMesh", ns, "default")).Should(ContainElement("Warning/Conflict"))
+
+		By("a later reconcile, seen in status, still applies none of the gateway's objects")
+		update(getServiceMesh(ns, "default"), func(m *meshv1alpha1.ServiceMesh) { m.Spec.Gateway.Replicas = ptr.To[int32](2) })
+		Eventually(func(g Gomega) {
+			c := meta.FindStatusCondition(getServiceMesh(ns, "default").Status.Conditions, meshv1alpha1.ConditionReady)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.ObservedGeneration).To(BeEquivalentTo(2))
+			g.Expect(c.Reason).To(Equal(ReasonConflict))
+		}).Should(Succeed())
+		notFound(Default, ns, named(&corev1.Service{}, "default-gateway"), named(&corev1.ConfigMap{}, "default-gateway-envoy"))
+		Expect(getServiceMesh(ns, "default").Status.ObservedGeneration).To(BeZero())
+
+		By("deleting the foreign Deployment is all it takes: the mesh itself is not touched")
+		Expect(k8sClient.Delete(ctx, foreign)).To(Succeed())
+		Eventually(func(g Gomega) {
+			mesh := getServiceMesh(ns, "default")
+			g.Expect(mesh.Status.ObservedGeneration).To(BeEquivalentTo(2))
+			controlledBy(g, mesh, named(&appsv1.Deployment{}, "default-gateway"), named(&corev1.Service{}, "default-gateway"),
+				named(&corev1.ConfigMap{}, "default-gateway-envoy"))
+		}).Should(Succeed())
+		dep, err := get(&appsv1.Deployment{}, ns, "default-gateway")()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(dep.Spec.Replicas).To(HaveValue(BeEquivalentTo(2)))
 	})
 })
 
