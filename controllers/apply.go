@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,23 +30,133 @@ func (e *errNotOwned) Error() string {
 	return fmt.Sprintf("%s %q already exists and is not managed by this resource; delete or rename it", e.kind, e.name)
 }
 
-// applyOwned server-side-applies desired unless an object of that name exists that
-// owner does not control. existing is an empty object of the desired type used for
-// the lookup. The apply sends only what the builders set (objects.ApplyBody), and
-// is skipped when applied shows it would change nothing.
-func applyOwned(ctx context.Context, c client.Client, applied *appliedVersions, owner client.Object, desired, existing client.Object) error {
-	err := c.Get(ctx, client.ObjectKeyFromObject(desired), existing)
+// ownedObject is one object an owner controls: how to look up what exists under
+// its name, and how to build what should be there.
+type ownedObject struct {
+	kind string
+	// existing is an empty object of the kind, named as the desired one.
+	existing client.Object
+	// desired builds the object to apply. It runs only when an apply may be
+	// needed, so an expensive body (a rendered Envoy config) is not built for a
+	// reconcile that would send nothing.
+	desired func() (client.Object, error)
+	// version, when set, stands for everything desired depends on: while it and
+	// the object are as the last apply left them, desired is not even built.
+	// Without it, the body is built and its hash compared.
+	version string
+}
+
+// owned is an object built before the reconcile applies it.
+func owned(desired, existing client.Object) ownedObject {
+	existing.SetNamespace(desired.GetNamespace())
+	existing.SetName(desired.GetName())
+	return ownedObject{
+		kind:     desired.GetObjectKind().GroupVersionKind().Kind,
+		existing: existing,
+		desired:  func() (client.Object, error) { return desired, nil },
+	}
+}
+
+// ownedVersioned is an object whose content version is known before it is
+// built: build runs only when that version, or the object, changed.
+func ownedVersioned(kind string, existing client.Object, version string, build func() (client.Object, error)) ownedObject {
+	return ownedObject{kind: kind, existing: existing, desired: build, version: version}
+}
+
+func (o ownedObject) key() client.ObjectKey { return client.ObjectKeyFromObject(o.existing) }
+
+// errConflicts lists every object of a desired name that the owner does not
+// control. errors.As finds each *errNotOwned in it.
+type errConflicts []*errNotOwned
+
+func (e errConflicts) Error() string {
+	msgs := make([]string, len(e))
+	for i, c := range e {
+		msgs[i] = c.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (e errConflicts) Unwrap() []error {
+	errs := make([]error, len(e))
+	for i, c := range e {
+		errs[i] = c
+	}
+	return errs
+}
+
+// checkOwned looks up every object before any is applied and returns
+// errConflicts naming those that exist and owner does not control. The objects
+// of one owner reference each other (a Deployment mounts its ConfigMap), so one
+// foreign object must hold back all of them.
+func checkOwned(ctx context.Context, c client.Reader, owner client.Object, objs []ownedObject) error {
+	var conflicts errConflicts
+	for _, o := range objs {
+		err := c.Get(ctx, o.key(), o.existing)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return err
+		case !metav1.IsControlledBy(o.existing, owner):
+			conflicts = append(conflicts, &errNotOwned{kind: o.kind, name: o.key().Name})
+		}
+	}
+	if len(conflicts) > 0 {
+		return conflicts
+	}
+	return nil
+}
+
+// applyAllOwned applies every object, or none of them when checkOwned finds a
+// conflict: the error then holds an *errNotOwned for each.
+func applyAllOwned(ctx context.Context, c client.Client, applied *appliedVersions, owner client.Object, objs []ownedObject) error {
+	if err := checkOwned(ctx, c, owner, objs); err != nil {
+		return err
+	}
+	for _, o := range objs {
+		err := applyOwned(ctx, c, applied, owner, o)
+		var notOwned *errNotOwned
+		switch {
+		case errors.As(err, &notOwned):
+			// Created between the check and the apply; the next reconcile holds all back.
+			return err
+		case err != nil:
+			return fmt.Errorf("applying %s %s: %w", o.kind, o.key().Name, err)
+		}
+	}
+	return nil
+}
+
+// applyOwned server-side-applies o unless an object of its name exists that
+// owner does not control. The apply sends only what the builders set
+// (objects.ApplyBody), and is skipped when applied shows it would change nothing:
+// by o's version, before o is built, or else by a hash of the body.
+func applyOwned(ctx context.Context, c client.Client, applied *appliedVersions, owner client.Object, o ownedObject) error {
+	existing := o.existing
+	err := c.Get(ctx, o.key(), existing)
 	switch {
 	case err == nil:
 		if !metav1.IsControlledBy(existing, owner) {
-			return &errNotOwned{kind: desired.GetObjectKind().GroupVersionKind().Kind, name: desired.GetName()}
+			return &errNotOwned{kind: o.kind, name: o.key().Name}
 		}
 	case client.IgnoreNotFound(err) != nil:
 		return err
 	default:
 		existing = nil
 	}
+	ownerKey, objKey := client.ObjectKeyFromObject(owner), appliedKey{kind: o.kind, name: o.key().Name}
+	var hash [sha256.Size]byte
+	if o.version != "" {
+		hash = sha256.Sum256([]byte("version\x00" + o.version))
+		if existing != nil && applied.unchanged(ownerKey, objKey, hash, existing.GetResourceVersion()) {
+			return nil
+		}
+	}
 
+	desired, err := o.desired()
+	if err != nil {
+		return err
+	}
 	body, err := objects.ApplyBody(desired)
 	if err != nil {
 		return err
@@ -52,10 +165,11 @@ func applyOwned(ctx context.Context, c client.Client, applied *appliedVersions, 
 	if err != nil {
 		return err
 	}
-	ownerKey, objKey := client.ObjectKeyFromObject(owner), appliedKey{kind: body.GetKind(), name: body.GetName()}
-	hash := sha256.Sum256(sent)
-	if existing != nil && applied.unchanged(ownerKey, objKey, hash, existing.GetResourceVersion()) {
-		return nil
+	if o.version == "" {
+		hash = sha256.Sum256(sent)
+		if existing != nil && applied.unchanged(ownerKey, objKey, hash, existing.GetResourceVersion()) {
+			return nil
+		}
 	}
 	// The hashed bytes are the body sent, and the answer is decoded into a typed
 	// object (protobuf for built-in kinds): cheaper than c.Apply, which encodes the

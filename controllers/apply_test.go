@@ -64,7 +64,7 @@ var _ = Describe("applyOwned", func() {
 	}
 	apply := func(value string) {
 		GinkgoHelper()
-		Expect(applyOwned(ctx, c, applied, owner, desired(value), &corev1.ConfigMap{})).To(Succeed())
+		Expect(applyOwned(ctx, c, applied, owner, owned(desired(value), &corev1.ConfigMap{}))).To(Succeed())
 	}
 	live := func() string {
 		GinkgoHelper()
@@ -108,12 +108,49 @@ var _ = Describe("applyOwned", func() {
 		Expect(writes).To(Equal(5))
 	})
 
+	It("neither builds nor sends an object whose version and resourceVersion are unchanged", func() {
+		builds := 0
+		versioned := func(version, value string) ownedObject {
+			existing := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owned"}}
+			return ownedVersioned("ConfigMap", existing, version, func() (client.Object, error) {
+				builds++
+				return desired(value), nil
+			})
+		}
+		apply := func(version, value string) {
+			GinkgoHelper()
+			Expect(applyOwned(ctx, c, applied, owner, versioned(version, value))).To(Succeed())
+		}
+		apply("v1", "1")
+		Expect(builds).To(Equal(1))
+		Expect(writes).To(Equal(1))
+
+		By("the same version on an untouched object is neither built nor sent")
+		apply("v1", "1")
+		Expect(builds).To(Equal(1))
+		Expect(writes).To(Equal(1))
+
+		By("a new version is built and sent")
+		apply("v2", "2")
+		Expect(builds).To(Equal(2))
+		Expect(writes).To(Equal(2))
+		Expect(live()).To(Equal("2"))
+
+		By("drift is repaired although the version is the same")
+		update(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owned"}},
+			func(cm *corev1.ConfigMap) { cm.Data["value"] = "tampered" })
+		apply("v2", "2")
+		Expect(builds).To(Equal(3))
+		Expect(writes).To(Equal(3))
+		Expect(live()).To(Equal("2"))
+	})
+
 	It("sends nothing over an object the owner does not control", func() {
 		Expect(k8sClient.Create(ctx, &corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "owned"}, Data: map[string]string{"value": "theirs"},
 		})).To(Succeed())
 		var notOwned *errNotOwned
-		Expect(applyOwned(ctx, c, applied, owner, desired("1"), &corev1.ConfigMap{})).To(BeAssignableToTypeOf(notOwned))
+		Expect(applyOwned(ctx, c, applied, owner, owned(desired("1"), &corev1.ConfigMap{}))).To(BeAssignableToTypeOf(notOwned))
 		Expect(writes).To(Equal(0))
 		Expect(live()).To(Equal("theirs"))
 	})

@@ -1,18 +1,11 @@
 package controllers
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"strings"
-
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/envoymesh/envoymesh-operator/internal/envoyadmin"
 	"github.com/envoymesh/envoymesh-operator/internal/prober"
@@ -86,72 +79,4 @@ func deploymentReadiness(dep *appsv1.Deployment) deploymentState {
 // and the clusters of version loaded.
 func syncedTo(o prober.PodObservation, version string) bool {
 	return o.State == envoyadmin.StateLive && o.LDSVersion == version && o.CDSVersion == version
-}
-
-// ownedObject is an object to apply and an empty one of its type to look up
-// what exists under its name.
-type ownedObject struct {
-	desired, existing client.Object
-}
-
-// errConflicts lists every object of a desired name that the owner does not
-// control. errors.As finds each *errNotOwned in it.
-type errConflicts []*errNotOwned
-
-func (e errConflicts) Error() string {
-	msgs := make([]string, len(e))
-	for i, c := range e {
-		msgs[i] = c.Error()
-	}
-	return strings.Join(msgs, "; ")
-}
-
-func (e errConflicts) Unwrap() []error {
-	errs := make([]error, len(e))
-	for i, c := range e {
-		errs[i] = c
-	}
-	return errs
-}
-
-// checkOwned looks up every object before any is applied and returns
-// errConflicts naming those that exist and owner does not control. The objects
-// of one owner reference each other (a Deployment mounts its ConfigMap), so one
-// foreign object must hold back all of them.
-func checkOwned(ctx context.Context, c client.Reader, owner client.Object, objs []ownedObject) error {
-	var conflicts errConflicts
-	for _, o := range objs {
-		err := c.Get(ctx, client.ObjectKeyFromObject(o.desired), o.existing)
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			return err
-		case !metav1.IsControlledBy(o.existing, owner):
-			conflicts = append(conflicts, &errNotOwned{kind: o.desired.GetObjectKind().GroupVersionKind().Kind, name: o.desired.GetName()})
-		}
-	}
-	if len(conflicts) > 0 {
-		return conflicts
-	}
-	return nil
-}
-
-// applyAllOwned applies every object, or none of them when checkOwned finds a
-// conflict: the error then holds an *errNotOwned for each.
-func applyAllOwned(ctx context.Context, c client.Client, applied *appliedVersions, owner client.Object, objs []ownedObject) error {
-	if err := checkOwned(ctx, c, owner, objs); err != nil {
-		return err
-	}
-	for _, o := range objs {
-		err := applyOwned(ctx, c, applied, owner, o.desired, o.existing)
-		var notOwned *errNotOwned
-		switch {
-		case errors.As(err, &notOwned):
-			// Created between the check and the apply; the next reconcile holds all back.
-			return err
-		case err != nil:
-			return fmt.Errorf("applying %T %s: %w", o.desired, o.desired.GetName(), err)
-		}
-	}
-	return nil
 }

@@ -1,21 +1,25 @@
 package controllers
 
-import "github.com/envoymesh/envoymesh-operator/internal/envoyconfig"
+import (
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
-// sidecarFiles builds and renders a sidecar's ConfigMap content.
-func sidecarFiles(svc envoyconfig.Service, opts envoyconfig.Options) (*envoyconfig.Output, error) {
-	res, err := envoyconfig.BuildSidecar(svc, opts)
-	if err != nil {
-		return nil, err
-	}
-	return envoyconfig.Render(res)
-}
+	"github.com/envoymesh/envoymesh-operator/internal/envoyconfig"
+)
 
-// gatewayFiles builds and renders a gateway's ConfigMap content.
-func gatewayFiles(gw envoyconfig.Gateway, opts envoyconfig.Options) (*envoyconfig.Output, error) {
-	res, err := envoyconfig.BuildGateway(gw, opts)
-	if err != nil {
-		return nil, err
-	}
-	return envoyconfig.Render(res)
+// envoyConfigMap is an Envoy's ConfigMap as an ownedObject. Its version is the
+// typed set's (and the owner's UID, which the owner reference carries), so a
+// reconcile whose set did not change neither renders nor sends it; render turns
+// the rendered files into the ConfigMap.
+func envoyConfigMap(owner client.Object, name string, res *envoyconfig.Resources, render func(*envoyconfig.Output) *corev1.ConfigMap) ownedObject {
+	existing := configMapMeta()
+	existing.Namespace, existing.Name = owner.GetNamespace(), name
+	version := res.Version + "/" + res.BootstrapVersion + "/" + string(owner.GetUID())
+	return ownedVersioned("ConfigMap", existing, version, func() (client.Object, error) {
+		files, err := envoyconfig.Render(res)
+		if err != nil {
+			return nil, err
+		}
+		return render(files), nil
+	})
 }

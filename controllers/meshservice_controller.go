@@ -5,6 +5,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -90,16 +91,20 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	st := newStatusBuilder(ms)
 	st.setConditions(upstreamsResolvedCondition(st.upstreams(found), len(ms.Spec.Upstreams)))
 	// The spec passed the API server, but Envoy would reject the result.
-	cfg, err := sidecarFiles(envoyconfig.ServiceFor(ms, found, mesh), envoyconfig.Options{ClusterDomain: r.ClusterDomain})
+	svc := envoyconfig.ServiceFor(ms, found, mesh)
+	if svc.Callers, err = r.findCallers(ctx, ms); err != nil {
+		return ctrl.Result{}, err
+	}
+	cfg, err := envoyconfig.BuildSidecar(svc, envoyconfig.Options{ClusterDomain: r.ClusterDomain})
 	if err != nil {
 		return r.fail(ctx, ms, st, ReasonInvalidConfig, "Build", err)
 	}
 
 	sidecar := objects.ResolveSidecar(r.DefaultSidecar, meshSidecar(mesh), ms.Spec.Sidecar)
 	applyErr := applyAllOwned(ctx, r.Client, &r.applied, ms, []ownedObject{
-		{objects.ConfigMap(ms, cfg), configMapMeta()},
-		{objects.Service(ms), &corev1.Service{}},
-		{objects.Deployment(ms, sidecar, cfg.BootstrapHash), &appsv1.Deployment{}},
+		envoyConfigMap(ms, objects.ConfigMapName(ms), cfg, func(files *envoyconfig.Output) *corev1.ConfigMap { return objects.ConfigMap(ms, files) }),
+		owned(objects.Service(ms), &corev1.Service{}),
+		owned(objects.Deployment(ms, sidecar, cfg.BootstrapVersion), &appsv1.Deployment{}),
 	})
 	var notOwned *errNotOwned
 	switch {
@@ -110,20 +115,20 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, "ApplyFailed", "Apply", "%v", applyErr)
 		return ctrl.Result{}, applyErr
 	}
-	st.configVersion(cfg.ConfigVersion)
+	st.configVersion(cfg.Version)
 
 	dep := &appsv1.Deployment{}
 	if err := r.Get(ctx, req.NamespacedName, dep); client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, err
 	}
-	ready := meshServiceReadyInputs{deployment: st.deployment(dep), configVersion: cfg.ConfigVersion}
+	ready := meshServiceReadyInputs{deployment: st.deployment(dep), configVersion: cfg.Version}
 	if mesh == nil {
 		ready.missingMesh = ms.Spec.Mesh
 	}
 	if r.Sidecars != nil {
 		sc := st.sidecars(r.Sidecars.Observations(req.NamespacedName))
 		ready.sidecars = &sc
-		st.setConditions(configSyncedCondition(sc, cfg.ConfigVersion))
+		st.setConditions(configSyncedCondition(sc, cfg.Version))
 	}
 	st.setConditions(meshServiceReadyCondition(ready))
 	if newlyRejected(ms.Status, st.status) {
@@ -162,6 +167,28 @@ func (r *MeshServiceReconciler) findUpstreams(ctx context.Context, ms *meshv1alp
 		}
 	}
 	return found, nil
+}
+
+// findCallers returns the MeshServices that name ms in spec.upstreams, from the
+// upstream index, sorted.
+func (r *MeshServiceReconciler) findCallers(ctx context.Context, ms *meshv1alpha1.MeshService) ([]types.NamespacedName, error) {
+	var list meshv1alpha1.MeshServiceList
+	if err := r.List(ctx, &list, client.MatchingFields{upstreamIndex: client.ObjectKeyFromObject(ms).String()}); err != nil {
+		return nil, err
+	}
+	return callers(list.Items), nil
+}
+
+// callers are the keys of the MeshServices that still exist, sorted.
+func callers(items []meshv1alpha1.MeshService) []types.NamespacedName {
+	var keys []types.NamespacedName
+	for i := range items {
+		if items[i].DeletionTimestamp.IsZero() {
+			keys = append(keys, client.ObjectKeyFromObject(&items[i]))
+		}
+	}
+	slices.SortFunc(keys, func(a, b types.NamespacedName) int { return strings.Compare(a.String(), b.String()) })
+	return keys
 }
 
 // findMesh returns the ServiceMesh the MeshService names, or nil when it does not

@@ -120,16 +120,18 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 	}
 	setConditions(&status.Conditions, mesh.Generation, routesResolvedCondition(missing, len(mesh.Spec.Gateway.Routes)))
 
-	cfg, err := gatewayFiles(envoyconfig.GatewayFor(mesh, found), envoyconfig.Options{ClusterDomain: r.ClusterDomain})
+	cfg, err := envoyconfig.BuildGateway(envoyconfig.GatewayFor(mesh, found), envoyconfig.Options{ClusterDomain: r.ClusterDomain})
 	if err != nil {
 		r.Recorder.Eventf(mesh, nil, corev1.EventTypeWarning, ReasonInvalidConfig, "Build", "%v", err)
 		return nil, &failure{reason: ReasonInvalidConfig, message: err.Error()}, nil
 	}
 	sidecar := objects.ResolveSidecar(r.DefaultSidecar, mesh.Spec.Sidecar)
 	err = applyAllOwned(ctx, r.Client, &r.applied, mesh, []ownedObject{
-		{objects.GatewayConfigMap(mesh, cfg), configMapMeta()},
-		{objects.GatewayService(mesh), &corev1.Service{}},
-		{objects.GatewayDeployment(mesh, sidecar, cfg.BootstrapHash), &appsv1.Deployment{}},
+		envoyConfigMap(mesh, objects.GatewayConfigMapName(mesh), cfg, func(files *envoyconfig.Output) *corev1.ConfigMap {
+			return objects.GatewayConfigMap(mesh, files)
+		}),
+		owned(objects.GatewayService(mesh), &corev1.Service{}),
+		owned(objects.GatewayDeployment(mesh, sidecar, cfg.BootstrapVersion), &appsv1.Deployment{}),
 	})
 	var notOwned *errNotOwned
 	switch {
@@ -150,13 +152,13 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 	if err := r.Get(ctx, key, svc); client.IgnoreNotFound(err) != nil {
 		return nil, nil, err
 	}
-	gw := &gatewayState{deployment: deploymentReadiness(dep), configVersion: cfg.ConfigVersion}
+	gw := &gatewayState{deployment: deploymentReadiness(dep), configVersion: cfg.Version}
 	status.Gateway = &meshv1alpha1.GatewayStatus{
 		Replicas: gw.deployment.replicas, ReadyReplicas: gw.deployment.readyReplicas, Address: gatewayAddress(svc),
-		ConfigVersion: cfg.ConfigVersion,
+		ConfigVersion: cfg.Version,
 	}
 	if r.Gateways != nil {
-		synced := countSynced(r.Gateways.Observations(client.ObjectKeyFromObject(mesh)), cfg.ConfigVersion)
+		synced := countSynced(r.Gateways.Observations(client.ObjectKeyFromObject(mesh)), cfg.Version)
 		gw.synced = &synced
 		status.Gateway.Synced = synced
 	}
