@@ -1,6 +1,7 @@
 package envoyconfig
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	"k8s.io/utils/ptr"
 
 	"github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 )
@@ -80,7 +82,7 @@ func upstreamCluster(u Upstream, clusterDomain string) (*clusterv3.Cluster, erro
 }
 
 func upstreamClusterSpec(name string, u Upstream, clusterDomain string) (*clusterv3.Cluster, error) {
-	tp := MergeTraffic(&u.Target.Traffic) // idempotent; applies the built-in defaults to a Target built by hand
+	tp := &u.Target.Traffic
 	host := fmt.Sprintf("%s.%s.svc.%s", u.Name, u.Namespace, clusterDomain)
 	// The DNS settings use the cluster's own fields, deprecated in favour of the
 	// DnsCluster extension, because only recent Envoy releases have that extension
@@ -94,13 +96,18 @@ func upstreamClusterSpec(name string, u Upstream, clusterDomain string) (*cluste
 		DnsLookupFamily:      clusterv3.Cluster_V4_PREFERRED,
 		TransportSocket:      u.Target.TransportSocket,
 	}
-	lb, ok := lbPolicies[tp.LoadBalancer]
+	// A Target built by hand may lack the built-in defaults MergeTraffic applies.
+	lbName, connectTimeout := cmp.Or(tp.LoadBalancer, DefaultLoadBalancer), tp.ConnectTimeout
+	if connectTimeout == nil {
+		connectTimeout = ptr.To(DefaultConnectTimeout)
+	}
+	lb, ok := lbPolicies[lbName]
 	if !ok {
-		return nil, fmt.Errorf("traffic.loadBalancer: unknown policy %q", tp.LoadBalancer)
+		return nil, fmt.Errorf("traffic.loadBalancer: unknown policy %q", lbName)
 	}
 	c.LbPolicy = lb
 	var err error
-	if c.ConnectTimeout, err = duration(tp.ConnectTimeout, "traffic.connectTimeout"); err != nil {
+	if c.ConnectTimeout, err = duration(connectTimeout, "traffic.connectTimeout"); err != nil {
 		return nil, err
 	}
 	c.CircuitBreakers = circuitBreakers(tp.CircuitBreaker)

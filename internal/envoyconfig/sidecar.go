@@ -155,28 +155,45 @@ func checkService(svc Service) error {
 	if svc.Name == "" || svc.Namespace == "" {
 		return fmt.Errorf("service name and namespace must be set, got %q/%q", svc.Namespace, svc.Name)
 	}
-	used := map[int32]string{AdminPort: "the Envoy admin port", StatusPort: "the Envoy status port"}
-	claim := func(port int32, what string) error {
+	// Each port is claimed by a field: -1 and -2 are the app's ports, -3 and -4
+	// Envoy's, i ≥ 0 spec.upstreams[i]'s localPort. Names are only made for errors.
+	const appPort, servicePort, adminPort, statusPort = -1, -2, -3, -4
+	what := func(owner int) string {
+		switch owner {
+		case appPort:
+			return "port"
+		case servicePort:
+			return "servicePort"
+		case adminPort:
+			return "the Envoy admin port"
+		case statusPort:
+			return "the Envoy status port"
+		}
+		u := svc.Upstreams[owner]
+		return fmt.Sprintf("upstream %s/%s localPort", u.Namespace, u.Name)
+	}
+	used := make(map[int32]int, len(svc.Upstreams)+4)
+	used[AdminPort], used[StatusPort] = adminPort, statusPort
+	claim := func(port int32, owner int) error {
 		if port < 1 || port > 65535 {
-			return fmt.Errorf("%s %d is not a valid port", what, port)
+			return fmt.Errorf("%s %d is not a valid port", what(owner), port)
 		}
 		if other, ok := used[port]; ok {
-			return fmt.Errorf("%s %d clashes with %s", what, port, other)
+			return fmt.Errorf("%s %d clashes with %s", what(owner), port, what(other))
 		}
-		used[port] = what
+		used[port] = owner
 		return nil
 	}
-	if err := claim(svc.Port, "port"); err != nil {
+	if err := claim(svc.Port, appPort); err != nil {
 		return err
 	}
-	if err := claim(svc.ServicePort, "servicePort"); err != nil {
+	if err := claim(svc.ServicePort, servicePort); err != nil {
 		return err
 	}
 	// Upstreams are in spec order, so their index names the field.
-	clusters := map[string]int{}
+	clusters := make(map[string]int, len(svc.Upstreams))
 	for i, u := range svc.Upstreams {
-		what := fmt.Sprintf("upstream %s/%s localPort", u.Namespace, u.Name)
-		if err := claim(u.LocalPort, what); err != nil {
+		if err := claim(u.LocalPort, i); err != nil {
 			return err
 		}
 		name := UpstreamClusterName(u.Name, u.Namespace)
