@@ -166,19 +166,7 @@ func dnsEndpoints(c *clusterv3.Cluster) []string {
 
 // eventReasons lists the reasons of the events regarding a MeshService.
 func eventReasons(ns, name string) func() []string {
-	return func() []string {
-		var list eventsv1.EventList
-		if err := k8sClient.List(ctx, &list, client.InNamespace(ns)); err != nil {
-			return []string{err.Error()}
-		}
-		var out []string
-		for _, e := range list.Items {
-			if e.Regarding.Kind == "MeshService" && e.Regarding.Name == name {
-				out = append(out, e.Type+"/"+e.Reason)
-			}
-		}
-		return out
-	}
+	return eventReasonsFor("MeshService", ns, name)
 }
 
 // markDeploymentAvailable plays the Deployment controller, which envtest does not run.

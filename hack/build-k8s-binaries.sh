@@ -24,31 +24,7 @@ dest=$1; shift
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/envoymesh-operator
 mkdir -p "$dest"
 
-log() { echo ">> $*" >&2; }
-
-# locked LOCK COMMAND...: runs COMMAND (a function is fine) holding an exclusive
-# flock(1) on the file LOCK, so that two builds at once (two clones, two CI jobs)
-# take turns: the second waits, then finds the first one's result in the cache.
-# Without flock(1) (not on macOS by default) it runs unlocked; the unique temporary
-# names below still keep two builds from breaking each other, they just both build.
-locked() {
-  local lock=$1; shift
-  if ! command -v flock >/dev/null; then "$@"; return; fi
-  (
-    tmp_dirs=(); trap cleanup EXIT # this subshell's own temporary directories
-    if ! flock -n 9; then
-      log "waiting for another build holding $lock"
-      flock 9
-    fi
-    "$@"
-  ) 9>"$lock"
-}
-
-# Builds write into fresh directories made by mktemp next to their destination (so
-# the final mv is a rename on one file system), listed in tmp_dirs and removed on exit.
-tmp_dirs=()
-cleanup() { if [ ${#tmp_dirs[@]} -gt 0 ]; then rm -rf "${tmp_dirs[@]}"; fi; }
-trap cleanup EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/lib/build.sh"
 
 # prepare_k8s_module DIR writes the build module in a temporary directory and renames
 # it to DIR, so DIR is either absent or whole. Called under DIR's lock.

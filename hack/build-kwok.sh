@@ -20,12 +20,9 @@ cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/envoymesh-operator
 out=$cache_root/bin/kwok-$KWOK_VERSION
 mkdir -p "$dest" "$out"
 
-log() { echo ">> $*" >&2; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/build.sh"
 
 built() { [ -x "$out/kwok" ] && [ -x "$out/kwokctl" ]; }
-
-tmp=""
-trap 'if [ -n "$tmp" ]; then rm -rf "$tmp"; fi' EXIT
 
 # build runs under the lock on $out.lock (which also guards the source directory),
 # so it first checks whether the build it waited for has made the binaries.
@@ -35,23 +32,13 @@ build() {
   local dir=$cache_root/src/kwok-$KWOK_VERSION
   rm -rf "$dir"; mkdir -p "$dir"
   printf 'module envoymesh.local/kwokbuild\n\ngo 1.26\n' >"$dir/go.mod"
-  tmp=$(mktemp -d "$out.tmp.XXXXXX")
+  local tmp; tmp=$(mktemp -d "$out.tmp.XXXXXX"); tmp_dirs+=("$tmp")
   (cd "$dir" &&
     GOFLAGS=-mod=mod go get "sigs.k8s.io/kwok@$KWOK_VERSION" >/dev/null 2>&1 &&
     GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$tmp/" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl)
   mv -f "$tmp/kwok" "$tmp/kwokctl" "$out/"
 }
 
-if ! built; then
-  if command -v flock >/dev/null; then
-    exec 9>"$out.lock"
-    if ! flock -n 9; then
-      log "waiting for another build holding $out.lock"
-      flock 9
-    fi
-  fi
-  build
-  if command -v flock >/dev/null; then exec 9>&-; fi
-fi
+if ! built; then locked "$out.lock" build; fi
 install -m 0755 "$out/kwok" "$dest/kwok"
 install -m 0755 "$out/kwokctl" "$dest/kwokctl"

@@ -17,11 +17,7 @@ dest=$1
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/envoymesh-operator
 mkdir -p "$dest"
 
-log() { echo ">> $*" >&2; }
-
-tmp_dirs=()
-cleanup() { if [ ${#tmp_dirs[@]} -gt 0 ]; then rm -rf "${tmp_dirs[@]}"; fi; }
-trap cleanup EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/lib/build.sh"
 
 # missing OUT_DIR PACKAGE... succeeds when a package's binary is not cached yet.
 missing() {
@@ -40,18 +36,7 @@ build() {
   local out=$4 p
   mkdir -p "$out"
   if missing "$out" "${@:7}"; then
-    if command -v flock >/dev/null; then
-      (
-        tmp_dirs=(); trap cleanup EXIT # this subshell's own temporary directories
-        if ! flock -n 9; then
-          log "waiting for another build holding $out.lock"
-          flock 9
-        fi
-        build_locked "$@"
-      ) 9>"$out.lock"
-    else
-      build_locked "$@"
-    fi
+    locked "$out.lock" build_locked "$@"
   fi
   for p in "${@:7}"; do install -m 0755 "$out/$(basename "$p")" "$dest/$(basename "$p")"; done
 }

@@ -24,10 +24,7 @@ dest=$1
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/envoymesh-operator
 out=$cache_root/bin/operator-sdk-$OPERATOR_SDK_VERSION/operator-sdk
 
-log() { echo ">> $*" >&2; }
-
-tmp=""
-trap 'if [ -n "$tmp" ]; then rm -rf "$tmp"; fi' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/lib/build.sh"
 
 # build runs under the lock on $out.lock (which also guards the module directory), so
 # it first checks whether the build it waited for has made the binary. It builds into
@@ -49,7 +46,7 @@ GO
   ldflags="-X $pkg.Version=$OPERATOR_SDK_VERSION -X $pkg.GitVersion=$OPERATOR_SDK_VERSION"
   ldflags+=" -X $pkg.GitCommit=$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "$mod@$OPERATOR_SDK_VERSION" | sed -n 's/.*"Hash": "\(.*\)".*/\1/p')"
   ldflags+=" -X $pkg.KubernetesVersion=$OPERATOR_SDK_K8S_VERSION -X $pkg.ImageVersion=$OPERATOR_SDK_VERSION"
-  tmp=$(mktemp -d "$out.tmp.XXXXXX")
+  local tmp; tmp=$(mktemp -d "$out.tmp.XXXXXX"); tmp_dirs+=("$tmp")
   (cd "$dir" &&
     go mod init envoymesh.local/operatorsdkbuild >/dev/null 2>&1 &&
     GOFLAGS=-mod=mod go get "$mod@$OPERATOR_SDK_VERSION" >/dev/null &&
@@ -61,14 +58,6 @@ GO
 
 if [ ! -x "$out" ]; then
   mkdir -p "$(dirname "$out")"
-  if command -v flock >/dev/null; then
-    exec 9>"$out.lock"
-    if ! flock -n 9; then
-      log "waiting for another build holding $out.lock"
-      flock 9
-    fi
-  fi
-  build
-  if command -v flock >/dev/null; then exec 9>&-; fi
+  locked "$out.lock" build
 fi
 install -m 0755 "$out" "$dest"

@@ -55,14 +55,19 @@ func discoveryResponse[M proto.Message](resources []M, version string) ([]byte, 
 // toYAML renders m with stable bytes: those of sigs.k8s.io/yaml.JSONToYAML over
 // protojson's output (a test holds them equal). fastYAML writes them straight
 // from the message, several times faster; what it cannot reproduce byte for byte
-// it refuses, and goes the long way: protojson, whose whitespace is deliberately
-// unstable, decoded and marshalled again as YAML with sorted keys (encoding/json's
-// decoder, keeping numbers as written, parses the JSON as JSONToYAML's YAML parser
-// does).
+// it refuses, and protojsonYAML renders.
 func toYAML(m proto.Message) ([]byte, error) {
 	if b, err := fastYAML(m); err == nil {
 		return b, nil
 	}
+	return protojsonYAML(m)
+}
+
+// protojsonYAML is the long way, and the reference fastYAML is tested against:
+// protojson, whose whitespace is deliberately unstable, decoded by encoding/json
+// with numbers kept as written (as JSONToYAML's YAML parser reads them) and
+// marshalled again as YAML with sorted keys.
+func protojsonYAML(m proto.Message) ([]byte, error) {
 	j, err := marshalOptions.Marshal(m)
 	if err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package envoyconfig
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -20,7 +19,6 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"go.yaml.in/yaml/v2"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -38,23 +36,8 @@ import (
 	"github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 )
 
-// slowYAML is the rendering fastYAML reproduces, spelled out here so the tests
-// keep comparing with it once toYAML calls fastYAML: protojson with proto
-// names, read back by encoding/json with numbers kept as written, and the tree
-// marshalled by yaml.v2 (the bytes of sigs.k8s.io/yaml.JSONToYAML).
-func slowYAML(m proto.Message) ([]byte, error) {
-	j, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	d := json.NewDecoder(bytes.NewReader(j))
-	d.UseNumber()
-	var tree any
-	if err := d.Decode(&tree); err != nil {
-		return nil, err
-	}
-	return yaml.Marshal(tree)
-}
+// slowYAML is the rendering fastYAML reproduces; toYAML falls back to it.
+var slowYAML = protojsonYAML
 
 // assertFastYAML wants fastYAML(m) to give slowYAML(m)'s bytes, or both to
 // fail. fastYAML may fail alone only when allowFallback is set, and only for
