@@ -12,8 +12,8 @@ import (
 )
 
 // What MeshService and ServiceMesh status have in common: how a condition is
-// built and set, when a Deployment counts as ready, when an Envoy counts as
-// synced, and which objects may be applied at all.
+// built and set, when a Deployment counts as ready and when an Envoy counts as
+// synced.
 
 // newCondition is a condition of status True or False. Each condition a
 // controller reports comes from exactly one pure function returning one of
