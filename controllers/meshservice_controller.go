@@ -170,10 +170,11 @@ func (r *MeshServiceReconciler) findUpstreams(ctx context.Context, ms *meshv1alp
 }
 
 // findCallers returns the MeshServices that name ms in spec.upstreams, from the
-// upstream index, sorted.
+// upstream index, sorted. Only their names are read, so the cache's objects are
+// not copied (a hub has many callers, each with a pod template).
 func (r *MeshServiceReconciler) findCallers(ctx context.Context, ms *meshv1alpha1.MeshService) ([]types.NamespacedName, error) {
 	var list meshv1alpha1.MeshServiceList
-	if err := r.List(ctx, &list, client.MatchingFields{upstreamIndex: client.ObjectKeyFromObject(ms).String()}); err != nil {
+	if err := r.List(ctx, &list, client.MatchingFields{upstreamIndex: client.ObjectKeyFromObject(ms).String()}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	return callers(list.Items), nil
