@@ -45,48 +45,44 @@ var deterministic = proto.MarshalOptions{Deterministic: true}
 
 // versioned sets the versions of r from its content.
 func (r *Resources) versioned() (*Resources, error) {
+	dynamic := make([]proto.Message, 0, len(r.Listeners)+len(r.Clusters)+len(r.Secrets)+len(r.Endpoints))
+	dynamic = appendMessages(dynamic, r.Listeners)
+	dynamic = appendMessages(dynamic, r.Clusters)
+	dynamic = appendMessages(dynamic, r.Secrets)
+	dynamic = appendMessages(dynamic, r.Endpoints)
+	var err error
+	if r.Version, err = versionOf(dynamic...); err != nil {
+		return nil, err
+	}
+	if r.BootstrapVersion, err = versionOf(r.Bootstrap); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func appendMessages[M proto.Message](to []proto.Message, ms []M) []proto.Message {
+	for _, m := range ms {
+		to = append(to, m)
+	}
+	return to
+}
+
+// versionOf is the first 16 hex digits of a SHA-256 over the deterministic
+// encoding of ms. Each message is preceded by its type and length, so messages
+// cannot run into each other.
+func versionOf(ms ...proto.Message) (string, error) {
 	h := sha256.New()
 	var buf []byte
 	var lenBuf [binary.MaxVarintLen64]byte
-	var err error
-	add := func(m proto.Message) error {
-		// Each resource is preceded by its type and length, so resources
-		// cannot run into each other.
-		buf, err = deterministic.MarshalAppend(buf[:0], m)
-		if err != nil {
-			return err
+	for _, m := range ms {
+		var err error
+		name := m.ProtoReflect().Descriptor().FullName()
+		if buf, err = deterministic.MarshalAppend(buf[:0], m); err != nil {
+			return "", fmt.Errorf("version of a %s: %w", name, err)
 		}
-		h.Write([]byte(m.ProtoReflect().Descriptor().FullName()))
+		h.Write([]byte(name))
 		h.Write(binary.AppendUvarint(lenBuf[:0], uint64(len(buf))))
 		h.Write(buf)
-		return nil
 	}
-	for _, l := range r.Listeners {
-		if err := add(l); err != nil {
-			return nil, fmt.Errorf("version of listener %q: %w", l.Name, err)
-		}
-	}
-	for _, c := range r.Clusters {
-		if err := add(c); err != nil {
-			return nil, fmt.Errorf("version of cluster %q: %w", c.Name, err)
-		}
-	}
-	for _, s := range r.Secrets {
-		if err := add(s); err != nil {
-			return nil, fmt.Errorf("version of secret %q: %w", s.Name, err)
-		}
-	}
-	for _, e := range r.Endpoints {
-		if err := add(e); err != nil {
-			return nil, fmt.Errorf("version of endpoints %q: %w", e.ClusterName, err)
-		}
-	}
-	r.Version = hex.EncodeToString(h.Sum(nil))[:16]
-
-	h.Reset()
-	if err := add(r.Bootstrap); err != nil {
-		return nil, fmt.Errorf("version of bootstrap: %w", err)
-	}
-	r.BootstrapVersion = hex.EncodeToString(h.Sum(nil))[:16]
-	return r, nil
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
