@@ -90,13 +90,13 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	st := newStatusBuilder(ms)
 	st.setConditions(upstreamsResolvedCondition(st.upstreams(found), len(ms.Spec.Upstreams)))
-	// The spec passed the API server, but Envoy would reject the result.
 	svc := envoyconfig.ServiceFor(ms, found, mesh)
 	if svc.Callers, err = r.findCallers(ctx, ms); err != nil {
 		return ctrl.Result{}, err
 	}
 	cfg, err := envoyconfig.BuildSidecar(svc, envoyconfig.Options{ClusterDomain: r.ClusterDomain})
 	if err != nil {
+		// The spec passed the API server, but Envoy would reject the result.
 		return r.fail(ctx, ms, st, ReasonInvalidConfig, "Build", err)
 	}
 
