@@ -217,10 +217,6 @@ func (r *ServiceMeshReconciler) meshesOf(ctx context.Context, obj client.Object)
 	return reqs
 }
 
-// gatewaySuffix ends the name of a mesh's gateway Deployment and Service
-// (objects.GatewayName); its ConfigMap adds objects.ConfigMapSuffix.
-var gatewaySuffix = objects.GatewayName(&meshv1alpha1.ServiceMesh{})
-
 // gatewayOf turns a mapping from an object to the MeshService whose name it
 // would carry (sameName, configMapOf) into one to the ServiceMesh whose gateway
 // would carry it: "<mesh>-gateway" maps to <mesh>.
@@ -228,7 +224,7 @@ func gatewayOf(names handler.MapFunc) handler.MapFunc {
 	return func(ctx context.Context, obj client.Object) []reconcile.Request {
 		var reqs []reconcile.Request
 		for _, req := range names(ctx, obj) {
-			if mesh, ok := strings.CutSuffix(req.Name, gatewaySuffix); ok && mesh != "" {
+			if mesh, ok := strings.CutSuffix(req.Name, objects.GatewaySuffix); ok && mesh != "" {
 				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: req.Namespace, Name: mesh}})
 			}
 		}

@@ -100,7 +100,7 @@ func TestGatewayOf(t *testing.T) {
 		{"the gateway ConfigMap", configMapOf, objects.GatewayConfigMapName(edge), want},
 		{"a MeshService's ConfigMap", configMapOf, "web-envoy", nil},
 		{"a MeshService's Deployment", sameName, "web", nil},
-		{"the bare suffix", sameName, gatewaySuffix, nil},
+		{"the bare suffix", sameName, objects.GatewaySuffix, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := gatewayOf(tc.names)(context.Background(), obj(tc.obj))

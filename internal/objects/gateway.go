@@ -22,8 +22,11 @@ const (
 	gatewayPortName           = "http"
 )
 
+// GatewaySuffix ends the name of a mesh's gateway Deployment and Service.
+const GatewaySuffix = "-gateway"
+
 // GatewayName is the name of a mesh's gateway Deployment and Service.
-func GatewayName(mesh *meshv1alpha1.ServiceMesh) string { return mesh.Name + "-gateway" }
+func GatewayName(mesh *meshv1alpha1.ServiceMesh) string { return mesh.Name + GatewaySuffix }
 
 // GatewayConfigMapName is the name of the ConfigMap holding the gateway's Envoy config.
 func GatewayConfigMapName(mesh *meshv1alpha1.ServiceMesh) string {
