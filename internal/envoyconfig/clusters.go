@@ -1,7 +1,6 @@
 package envoyconfig
 
 import (
-	"cmp"
 	"fmt"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
-	"k8s.io/utils/ptr"
 
 	"github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 )
@@ -82,7 +80,9 @@ func upstreamCluster(u Upstream, clusterDomain string) (*clusterv3.Cluster, erro
 }
 
 func upstreamClusterSpec(name string, u Upstream, clusterDomain string) (*clusterv3.Cluster, error) {
-	tp := &u.Target.Traffic
+	// A Target built by hand may lack the built-in defaults MergeTraffic applies.
+	tp := u.Target.Traffic
+	applyTrafficDefaults(&tp)
 	host := fmt.Sprintf("%s.%s.svc.%s", u.Name, u.Namespace, clusterDomain)
 	// The DNS settings use the cluster's own fields, deprecated in favour of the
 	// DnsCluster extension, because only recent Envoy releases have that extension
@@ -96,18 +96,13 @@ func upstreamClusterSpec(name string, u Upstream, clusterDomain string) (*cluste
 		DnsLookupFamily:      clusterv3.Cluster_V4_PREFERRED,
 		TransportSocket:      u.Target.TransportSocket,
 	}
-	// A Target built by hand may lack the built-in defaults MergeTraffic applies.
-	lbName, connectTimeout := cmp.Or(tp.LoadBalancer, DefaultLoadBalancer), tp.ConnectTimeout
-	if connectTimeout == nil {
-		connectTimeout = ptr.To(DefaultConnectTimeout)
-	}
-	lb, ok := lbPolicies[lbName]
+	lb, ok := lbPolicies[tp.LoadBalancer]
 	if !ok {
-		return nil, fmt.Errorf("traffic.loadBalancer: unknown policy %q", lbName)
+		return nil, fmt.Errorf("traffic.loadBalancer: unknown policy %q", tp.LoadBalancer)
 	}
 	c.LbPolicy = lb
 	var err error
-	if c.ConnectTimeout, err = duration(connectTimeout, "traffic.connectTimeout"); err != nil {
+	if c.ConnectTimeout, err = duration(tp.ConnectTimeout, "traffic.connectTimeout"); err != nil {
 		return nil, err
 	}
 	c.CircuitBreakers = circuitBreakers(tp.CircuitBreaker)

@@ -57,9 +57,15 @@ func MergeTraffic(layers ...*v1alpha1.TrafficPolicy) v1alpha1.TrafficPolicy {
 			fill(&out.HealthCheck.UnhealthyThreshold, hc.UnhealthyThreshold)
 		}
 	}
-	fillString(&out.LoadBalancer, DefaultLoadBalancer)
-	fill(&out.ConnectTimeout, new(DefaultConnectTimeout))
+	applyTrafficDefaults(&out)
 	return out
+}
+
+// applyTrafficDefaults sets the built-in defaults where tp leaves them unset. It
+// touches only top-level fields, so a shallow copy of a policy can take them.
+func applyTrafficDefaults(tp *v1alpha1.TrafficPolicy) {
+	fillString(&tp.LoadBalancer, DefaultLoadBalancer)
+	fill(&tp.ConnectTimeout, new(DefaultConnectTimeout))
 }
 
 // fill sets an unset pointer field to a copy of src, so the result never aliases a layer.
