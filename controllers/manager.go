@@ -42,13 +42,6 @@ type ManagerOptions struct {
 	WrapClient func(client.Client) client.Client
 }
 
-// Manager is the operator, ready to Start.
-type Manager struct {
-	ctrl.Manager
-	// Sidecars and Gateways are the probers of MeshService sidecars and of mesh gateways.
-	Sidecars, Gateways *prober.Prober
-}
-
 // Scheme holds the built-in kinds and ours.
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
@@ -60,7 +53,7 @@ func Scheme() *runtime.Scheme {
 // NewManager builds the operator: the cache as the controllers need it, both
 // probers, both controllers and their indexes. A new runnable (a signer, an xDS
 // server) is added here, so every test runs it as main.go does.
-func NewManager(cfg *rest.Config, o ManagerOptions) (*Manager, error) {
+func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 	mo := o.Manager
 	if mo.Scheme == nil {
 		mo.Scheme = Scheme()
@@ -75,12 +68,11 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (*Manager, error) {
 		c = o.WrapClient(c)
 	}
 
-	m := &Manager{Manager: mgr}
 	sidecarProbe, gatewayProbe := o.Probe, o.Probe
 	sidecarProbe.OwnerLabel, gatewayProbe.OwnerLabel = objects.ServiceLabel, objects.GatewayLabel
-	m.Sidecars = prober.New(mgr.GetClient(), nil, sidecarProbe)
-	m.Gateways = prober.New(mgr.GetClient(), nil, gatewayProbe)
-	for _, p := range []*prober.Prober{m.Sidecars, m.Gateways} {
+	sidecars := prober.New(mgr.GetClient(), nil, sidecarProbe)
+	gateways := prober.New(mgr.GetClient(), nil, gatewayProbe)
+	for _, p := range []*prober.Prober{sidecars, gateways} {
 		if err := mgr.Add(p); err != nil {
 			return nil, err
 		}
@@ -93,8 +85,8 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (*Manager, error) {
 		ClusterDomain:           o.ClusterDomain,
 		DefaultSidecar:          defaultSidecar,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
-		Sidecars:                m.Sidecars,
-		SidecarEvents:           m.Sidecars.Events(),
+		Sidecars:                sidecars,
+		SidecarEvents:           sidecars.Events(),
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
@@ -103,8 +95,8 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (*Manager, error) {
 		Recorder:       mgr.GetEventRecorder(EventSource),
 		ClusterDomain:  o.ClusterDomain,
 		DefaultSidecar: defaultSidecar,
-		Gateways:       m.Gateways,
-		GatewayEvents:  m.Gateways.Events(),
+		Gateways:       gateways,
+		GatewayEvents:  gateways.Events(),
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
@@ -114,7 +106,7 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (*Manager, error) {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return nil, err
 	}
-	return m, nil
+	return mgr, nil
 }
 
 // cacheOptions are the cache settings every manager runs with: the namespaces
