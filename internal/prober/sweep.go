@@ -23,8 +23,9 @@ type target struct {
 }
 
 // Sweep probes every running meshed pod once, replaces the cache with what they reported, and
-// raises one event per owner (MeshService or, for gateways, ServiceMesh) whose pods changed. If listing fails or ctx ends mid-sweep the
-// cache is left as it was: an API hiccup or a shutdown must not mark every sidecar unreachable.
+// raises one event per owner (MeshService or, for gateways, ServiceMesh) whose pods changed. If
+// listing fails or ctx ends mid-sweep the cache is left as it was: an API hiccup or a shutdown
+// must not mark every sidecar unreachable.
 func (p *Prober) Sweep(ctx context.Context) {
 	p.sweepMu.Lock()
 	defer p.sweepMu.Unlock()

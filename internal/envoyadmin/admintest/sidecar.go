@@ -285,7 +285,7 @@ func stats(state, version string, ldsRejected, cdsRejected uint64, filter *regex
 	}
 	all := []stat{
 		{"cluster_manager.cds.version_text", version},
-		stat{"listener_manager.lds.version_text", version},
+		{"listener_manager.lds.version_text", version},
 		{"cluster_manager.cds.update_attempt", success + cdsRejected},
 		{"cluster_manager.cds.update_rejected", cdsRejected},
 		{"cluster_manager.cds.update_success", success},
