@@ -14,6 +14,9 @@ const (
 	ConditionUpstreamsResolved = "UpstreamsResolved"
 	// ConditionConfigSynced is True when every live sidecar reports status.configVersion.
 	ConditionConfigSynced = "ConfigSynced"
+	// ConditionIdentity is True when the sidecars get a workload identity (a
+	// SPIFFE certificate); its message says when another MeshService shares it.
+	ConditionIdentity = "Identity"
 )
 
 // MeshServiceSpec is one service of the mesh: the application's pod template plus
@@ -155,6 +158,19 @@ type MeshServiceStatus struct {
 	// +listType=atomic
 	// +optional
 	Upstreams []UpstreamStatus `json:"upstreams,omitempty"`
+
+	// identity is who the sidecars are to their peers.
+	// +optional
+	Identity *IdentityStatus `json:"identity,omitempty"`
+}
+
+// IdentityStatus is the workload identity of a MeshService's pods.
+type IdentityStatus struct {
+	// serviceAccount the pods run as; the identity is the ServiceAccount's.
+	ServiceAccount string `json:"serviceAccount"`
+	// spiffeID in the sidecars' certificates; empty when the mesh's mTLS is Disabled.
+	// +optional
+	SPIFFEID string `json:"spiffeID,omitempty"`
 }
 
 // SidecarCounts summarises every sidecar of a MeshService.

@@ -19,7 +19,44 @@ type ServiceMeshSpec struct {
 	// gateway is the edge Envoy that routes outside traffic into the mesh.
 	// +optional
 	Gateway *Gateway `json:"gateway,omitempty"`
+
+	// mtls sets whether the mesh's sidecars and gateway get a workload identity
+	// and, with it, mutual TLS.
+	// +optional
+	MTLS *MTLS `json:"mtls,omitempty"`
 }
+
+// MTLSMode is how much of the mesh's traffic is mutual TLS.
+// +kubebuilder:validation:Enum=Strict;Permissive;Disabled
+type MTLSMode string
+
+// MTLS modes. Every mode but Disabled gives the mesh's pods an identity.
+const (
+	MTLSStrict     MTLSMode = "Strict"
+	MTLSPermissive MTLSMode = "Permissive"
+	MTLSDisabled   MTLSMode = "Disabled"
+)
+
+// MTLS is the mesh's mutual TLS setting.
+type MTLS struct {
+	// mode: Strict (the default) or Permissive give every sidecar and the gateway
+	// a certificate; Disabled gives none.
+	// +kubebuilder:default=Strict
+	// +optional
+	Mode MTLSMode `json:"mode,omitempty"`
+}
+
+// MTLSModeOf is the mesh's mode, Strict when unset or when there is no mesh
+// (built-in defaults apply then).
+func MTLSModeOf(mesh *ServiceMesh) MTLSMode {
+	if mesh == nil || mesh.Spec.MTLS == nil || mesh.Spec.MTLS.Mode == "" {
+		return MTLSStrict
+	}
+	return mesh.Spec.MTLS.Mode
+}
+
+// HasIdentity reports whether the mesh's pods get certificates.
+func HasIdentity(mesh *ServiceMesh) bool { return MTLSModeOf(mesh) != MTLSDisabled }
 
 // Gateway is the mesh's front Envoy.
 type Gateway struct {

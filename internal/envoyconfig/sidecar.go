@@ -27,6 +27,13 @@ const (
 
 	// DefaultClusterDomain is used when Options.ClusterDomain is empty.
 	DefaultClusterDomain = "cluster.local"
+
+	// IdentityDir is where the kubelet writes the sidecar's Pod Certificate
+	// (CredentialBundleFile: the private key, then the chain) and the mesh's
+	// trust anchors (TrustBundleFile), and keeps them fresh.
+	IdentityDir          = "/var/run/envoymesh/identity"
+	CredentialBundleFile = "bundle.pem"
+	TrustBundleFile      = "ca.pem"
 )
 
 // Service is everything one sidecar's config depends on, already resolved.

@@ -7,7 +7,7 @@ import (
 )
 
 func TestApplyBodySendsOnlyWhatTheBuilderSet(t *testing.T) {
-	body, err := ApplyBody(Deployment(testMeshService(), DefaultSidecar("envoy:1"), "h"))
+	body, err := ApplyBody(Deployment(testMeshService(), DefaultSidecar("envoy:1"), "h", true))
 	if err != nil {
 		t.Fatal(err)
 	}

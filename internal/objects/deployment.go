@@ -72,13 +72,19 @@ func ResolveSidecar(base Sidecar, layers ...*meshv1alpha1.SidecarSettings) Sidec
 // sidecar (an init container with restartPolicy Always): it starts, and passes its
 // startup probe, before the app starts, and it stops after the app on shutdown.
 // bootstrapHash is the only config-derived value in the template, so only a
-// bootstrap change rolls the pods.
-func Deployment(ms *meshv1alpha1.MeshService, sc Sidecar, bootstrapHash string) *appsv1.Deployment {
+// bootstrap change rolls the pods. The pods run as ServiceAccountName(ms); withCertificate (the mesh's mTLS
+// is not Disabled) also gives the sidecar the pod's certificate.
+func Deployment(ms *meshv1alpha1.MeshService, sc Sidecar, bootstrapHash string, withCertificate bool) *appsv1.Deployment {
 	tmpl := ms.Spec.Template.DeepCopy()
 	tmpl.Labels = merge(tmpl.Labels, commonLabels(ms))
 	tmpl.Annotations = merge(tmpl.Annotations, map[string]string{BootstrapHashAnnotation: bootstrapHash})
-	tmpl.Spec.InitContainers = append([]corev1.Container{sidecarContainer(ms, sc)}, tmpl.Spec.InitContainers...)
+	tmpl.Spec.ServiceAccountName = ServiceAccountName(ms)
+	sidecar := sidecarContainer(ms, sc)
 	tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, configVolume(ConfigMapName(ms)))
+	if withCertificate {
+		withIdentity(&tmpl.Spec, &sidecar)
+	}
+	tmpl.Spec.InitContainers = append([]corev1.Container{sidecar}, tmpl.Spec.InitContainers...)
 
 	return &appsv1.Deployment{
 		TypeMeta:   typeMeta("apps/v1", "Deployment"),

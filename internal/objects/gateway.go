@@ -74,12 +74,29 @@ func GatewayService(mesh *meshv1alpha1.ServiceMesh) *corev1.Service {
 // GatewayDeployment runs the mesh's front Envoy: a pod of its own with Envoy as
 // its only, regular container, set up like a sidecar. The pod satisfies the
 // restricted Pod Security Standard, and bootstrapHash is the only config-derived
-// value in the template, so only a bootstrap change rolls the gateway.
+// value in the template, so only a bootstrap change rolls the gateway. It runs as
+// its own ServiceAccount and, unless the mesh's mTLS is Disabled, gets its
+// certificate like a sidecar.
 func GatewayDeployment(mesh *meshv1alpha1.ServiceMesh, sc Sidecar, bootstrapHash string) *appsv1.Deployment {
 	gw := ptr.Deref(mesh.Spec.Gateway, meshv1alpha1.Gateway{})
 	envoy := envoyContainer(sc, corev1.ContainerPort{
 		Name: gatewayPortName, ContainerPort: envoyconfig.GatewayListenPort, Protocol: corev1.ProtocolTCP,
 	})
+	spec := corev1.PodSpec{
+		ServiceAccountName: GatewayServiceAccountName(mesh),
+		Volumes:            []corev1.Volume{configVolume(GatewayConfigMapName(mesh))},
+		// Envoy never talks to the API server, and an internet-facing
+		// pod should not carry a token it does not need.
+		AutomountServiceAccountToken: ptr.To(false),
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsNonRoot:   ptr.To(true),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+	}
+	if meshv1alpha1.HasIdentity(mesh) {
+		withIdentity(&spec, &envoy)
+	}
+	spec.Containers = []corev1.Container{envoy}
 	return &appsv1.Deployment{
 		TypeMeta:   typeMeta("apps/v1", "Deployment"),
 		ObjectMeta: gatewayMeta(mesh, GatewayName(mesh)),
@@ -91,17 +108,7 @@ func GatewayDeployment(mesh *meshv1alpha1.ServiceMesh, sc Sidecar, bootstrapHash
 					Labels:      gatewayLabels(mesh),
 					Annotations: map[string]string{BootstrapHashAnnotation: bootstrapHash},
 				},
-				Spec: corev1.PodSpec{
-					Containers: []corev1.Container{envoy},
-					Volumes:    []corev1.Volume{configVolume(GatewayConfigMapName(mesh))},
-					// Envoy never talks to the API server, and an internet-facing
-					// pod should not carry a token it does not need.
-					AutomountServiceAccountToken: ptr.To(false),
-					SecurityContext: &corev1.PodSecurityContext{
-						RunAsNonRoot:   ptr.To(true),
-						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-					},
-				},
+				Spec: spec,
 			},
 		},
 	}

@@ -179,18 +179,24 @@ func TestGatewayDeployment(t *testing.T) {
 	if d := cmp.Diff(DefaultSidecar("").Resources, envoy.Resources); d != "" {
 		t.Errorf("resources (-want +got):\n%s", d)
 	}
-	wantMounts := []corev1.VolumeMount{{Name: ConfigVolumeName, MountPath: "/etc/envoy", ReadOnly: true}}
+	wantMounts := []corev1.VolumeMount{
+		{Name: ConfigVolumeName, MountPath: "/etc/envoy", ReadOnly: true},
+		{Name: IdentityVolumeName, MountPath: "/var/run/envoymesh/identity", ReadOnly: true},
+	}
 	if d := cmp.Diff(wantMounts, envoy.VolumeMounts); d != "" {
 		t.Errorf("volume mounts (-want +got):\n%s", d)
 	}
-	if len(spec.Volumes) != 1 || spec.Volumes[0].Name != ConfigVolumeName || spec.Volumes[0].ConfigMap == nil ||
-		spec.Volumes[0].ConfigMap.Name != "edge-gateway-envoy" {
-		t.Errorf("volumes %+v, want only the edge-gateway-envoy ConfigMap", spec.Volumes)
+	if len(spec.Volumes) != 2 || spec.Volumes[0].Name != ConfigVolumeName || spec.Volumes[0].ConfigMap == nil ||
+		spec.Volumes[0].ConfigMap.Name != "edge-gateway-envoy" || spec.Volumes[1].Name != IdentityVolumeName {
+		t.Errorf("volumes %+v, want the edge-gateway-envoy ConfigMap and the identity", spec.Volumes)
+	}
+	if spec.ServiceAccountName != "edge-gateway" {
+		t.Errorf("serviceAccountName %q, want edge-gateway", spec.ServiceAccountName)
 	}
 
 	// The sidecar and the gateway run Envoy the same way, apart from the port
 	// and the sidecar's restart policy.
-	sidecar := Deployment(testMeshService(), sc, "hash-1").Spec.Template.Spec.InitContainers[0]
+	sidecar := Deployment(testMeshService(), sc, "hash-1", true).Spec.Template.Spec.InitContainers[0]
 	sidecar.RestartPolicy, sidecar.Ports[0], envoy.Ports[0] = nil, corev1.ContainerPort{}, corev1.ContainerPort{}
 	if d := cmp.Diff(sidecar, envoy); d != "" {
 		t.Errorf("gateway container differs from the sidecar (-sidecar +gateway):\n%s", d)
@@ -213,8 +219,8 @@ func TestGatewayPodIsRestricted(t *testing.T) {
 		t.Error("the gateway must not mount a service account token it does not need")
 	}
 	for _, v := range spec.Volumes {
-		if v.ConfigMap == nil {
-			t.Errorf("volume %q is not a ConfigMap", v.Name)
+		if v.ConfigMap == nil && v.Projected == nil {
+			t.Errorf("volume %q is neither a ConfigMap nor a projected volume", v.Name)
 		}
 	}
 	for _, c := range spec.Containers {

@@ -38,7 +38,7 @@ func testMeshService() *meshv1alpha1.MeshService {
 func TestOwnedByMeshService(t *testing.T) {
 	ms := testMeshService()
 	cfg := &envoyconfig.Output{Bootstrap: []byte("b"), Listeners: []byte("l"), Clusters: []byte("c"), ConfigVersion: "v1", BootstrapHash: "h1"}
-	for _, obj := range []metav1.Object{ConfigMap(ms, cfg), Service(ms), Deployment(ms, DefaultSidecar("envoy:1"), "h1")} {
+	for _, obj := range []metav1.Object{ConfigMap(ms, cfg), Service(ms), Deployment(ms, DefaultSidecar("envoy:1"), "h1", true)} {
 		refs := obj.GetOwnerReferences()
 		if len(refs) != 1 || refs[0].UID != "uid-1" || !ptr.Deref(refs[0].Controller, false) || refs[0].Kind != "MeshService" {
 			t.Errorf("%s: owner references %+v, want one controller reference to the MeshService", obj.GetName(), refs)
@@ -96,7 +96,7 @@ func TestService(t *testing.T) {
 
 func TestDeploymentAddsNativeSidecar(t *testing.T) {
 	ms := testMeshService()
-	dep := Deployment(ms, DefaultSidecar("envoy:1"), "hash-1")
+	dep := Deployment(ms, DefaultSidecar("envoy:1"), "hash-1", true)
 	spec := dep.Spec.Template.Spec
 
 	if *dep.Spec.Replicas != 2 {
@@ -134,8 +134,9 @@ func TestDeploymentAddsNativeSidecar(t *testing.T) {
 	if d := cmp.Diff(RestrictedSecurityContext(), envoy.SecurityContext); d != "" {
 		t.Errorf("security context (-want +got):\n%s", d)
 	}
-	if len(spec.Volumes) != 2 || spec.Volumes[1].ConfigMap == nil || spec.Volumes[1].ConfigMap.Name != "service-a-envoy" {
-		t.Errorf("volumes %+v: want the user's plus the config volume", spec.Volumes)
+	if len(spec.Volumes) != 3 || spec.Volumes[1].ConfigMap == nil || spec.Volumes[1].ConfigMap.Name != "service-a-envoy" ||
+		spec.Volumes[2].Name != IdentityVolumeName {
+		t.Errorf("volumes %+v: want the user's plus the config and identity volumes", spec.Volumes)
 	}
 
 	if len(ms.Spec.Template.Spec.InitContainers) != 1 || ms.Spec.Template.Labels[ServiceLabel] != "" {
@@ -145,12 +146,12 @@ func TestDeploymentAddsNativeSidecar(t *testing.T) {
 
 func TestDeploymentIsDeterministicAndRollsOnlyOnBootstrapChange(t *testing.T) {
 	ms := testMeshService()
-	a := Deployment(ms, DefaultSidecar("envoy:1"), "h1")
-	b := Deployment(ms, DefaultSidecar("envoy:1"), "h1")
+	a := Deployment(ms, DefaultSidecar("envoy:1"), "h1", true)
+	b := Deployment(ms, DefaultSidecar("envoy:1"), "h1", true)
 	if d := cmp.Diff(a, b); d != "" {
 		t.Errorf("same inputs, different Deployments:\n%s", d)
 	}
-	c := Deployment(ms, DefaultSidecar("envoy:1"), "h2")
+	c := Deployment(ms, DefaultSidecar("envoy:1"), "h2", true)
 	if cmp.Equal(a.Spec.Template, c.Spec.Template) {
 		t.Error("a bootstrap change must change the pod template")
 	}
@@ -193,7 +194,7 @@ func TestResolveSidecar(t *testing.T) {
 func TestConcurrencyFlag(t *testing.T) {
 	sc := DefaultSidecar("envoy:1")
 	sc.Concurrency = ptr.To[int32](2)
-	args := Deployment(testMeshService(), sc, "h").Spec.Template.Spec.InitContainers[0].Args
+	args := Deployment(testMeshService(), sc, "h", true).Spec.Template.Spec.InitContainers[0].Args
 	if d := cmp.Diff([]string{"-c", "/etc/envoy/envoy.yaml", "--log-level", "info", "--concurrency", "2"}, args); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
 	}
