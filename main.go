@@ -3,16 +3,20 @@
 package main
 
 import (
+	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/envoymesh/envoymesh-operator/controllers"
+	"github.com/envoymesh/envoymesh-operator/internal/identity"
 	"github.com/envoymesh/envoymesh-operator/internal/prober"
 )
 
@@ -34,6 +38,7 @@ func main() {
 		watchNamespaces             string
 		probeInterval, probeTimeout time.Duration
 		probeConcurrency            int
+		trustDomain, caSecret       string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "The address the metric endpoint binds to.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
@@ -54,10 +59,22 @@ func main() {
 	flag.DurationVar(&probeInterval, "probe-interval", prober.DefaultInterval, "How often every sidecar's admin API is probed.")
 	flag.DurationVar(&probeTimeout, "probe-timeout", prober.DefaultTimeout, "How long one sidecar's probe may take before it counts as unreachable.")
 	flag.IntVar(&probeConcurrency, "probe-concurrency", prober.DefaultConcurrency, "How many sidecars are probed at once.")
+	flag.StringVar(&trustDomain, "trust-domain", "cluster.local",
+		"The SPIFFE trust domain of the workload identities: spiffe://<trust domain>/ns/<namespace>/sa/<serviceAccount>.")
+	flag.StringVar(&caSecret, "identity-ca-secret", "",
+		"<namespace>/<name> of an existing CA Secret (tls.crt, tls.key, optional ca.crt, as cert-manager writes them) that signs "+
+			"the workload identities; the operator only reads it. Empty: a CA is generated in Secret "+
+			controllers.DefaultCASecretName+" of $POD_NAMESPACE.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+
+	identity, err := identityOptions(trustDomain, caSecret, os.Getenv("POD_NAMESPACE"))
+	if err != nil {
+		setupLog.Error(err, "invalid identity settings")
+		os.Exit(1)
+	}
 
 	cfg := ctrl.GetConfigOrDie()
 	cfg.QPS = float32(kubeAPIQPS)
@@ -77,6 +94,7 @@ func main() {
 		ClusterDomain:           clusterDomain,
 		MaxConcurrentReconciles: maxConcurrentReconciles,
 		Probe:                   prober.Options{Interval: probeInterval, Timeout: probeTimeout, Concurrency: probeConcurrency},
+		Identity:                identity,
 	})
 	if err != nil {
 		setupLog.Error(err, "unable to create manager")
@@ -88,6 +106,29 @@ func main() {
 		setupLog.Error(err, "problem running manager")
 		os.Exit(1)
 	}
+}
+
+// identityOptions checks the identity flags: a valid trust domain, and a CA
+// Secret either named by the flag or generated in the manager's own namespace.
+func identityOptions(trustDomain, caSecret, podNamespace string) (controllers.IdentityOptions, error) {
+	o := controllers.IdentityOptions{TrustDomain: trustDomain}
+	if err := identity.ValidateTrustDomain(trustDomain); err != nil {
+		return o, fmt.Errorf("--trust-domain: %w", err)
+	}
+	if caSecret != "" {
+		ns, name, ok := strings.Cut(caSecret, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return o, fmt.Errorf("--identity-ca-secret %q: want <namespace>/<name>", caSecret)
+		}
+		o.CASecret = types.NamespacedName{Namespace: ns, Name: name}
+		return o, nil
+	}
+	if podNamespace == "" {
+		return o, errors.New("the manager's namespace is unknown: set POD_NAMESPACE (config/manager sets it from the downward API) or --identity-ca-secret")
+	}
+	o.CASecret = types.NamespacedName{Namespace: podNamespace, Name: controllers.DefaultCASecretName}
+	o.GenerateCA = true
+	return o, nil
 }
 
 // namespaceList turns "a, b" into [a b]; empty means every namespace, which is

@@ -1,9 +1,12 @@
 package controllers
 
 import (
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -13,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+	"github.com/envoymesh/envoymesh-operator/internal/identity"
 	"github.com/envoymesh/envoymesh-operator/internal/objects"
 	"github.com/envoymesh/envoymesh-operator/internal/prober"
 )
@@ -37,6 +41,8 @@ type ManagerOptions struct {
 	MaxConcurrentReconciles int
 	// Probe tunes the sidecar and the gateway probers (their OwnerLabel is set here).
 	Probe prober.Options
+	// Identity configures the Pod Certificate signer.
+	Identity IdentityOptions
 	// WrapClient, when set, wraps the client the controllers read and write with:
 	// tests count writes through it.
 	WrapClient func(client.Client) client.Client
@@ -58,7 +64,7 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 	if mo.Scheme == nil {
 		mo.Scheme = Scheme()
 	}
-	mo.Cache = cacheOptions(o.Namespaces)
+	mo.Cache = cacheOptions(o.Namespaces, o.Identity.CASecret)
 	mgr, err := ctrl.NewManager(cfg, mo)
 	if err != nil {
 		return nil, err
@@ -83,6 +89,7 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 		Client:                  c,
 		Recorder:                mgr.GetEventRecorder(EventSource),
 		ClusterDomain:           o.ClusterDomain,
+		TrustDomain:             o.Identity.TrustDomain,
 		DefaultSidecar:          defaultSidecar,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
 		Sidecars:                sidecars,
@@ -100,6 +107,11 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
+	if o.Identity.CASecret.Name != "" {
+		if err := setupIdentity(mgr, o.Identity, mgr.GetAPIReader()); err != nil {
+			return nil, err
+		}
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err
 	}
@@ -114,10 +126,23 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 // caching every pod would cost memory), and no managedFields, which nothing
 // reads. ConfigMaps are watched as metadata only (see SetupWithManager), so their
 // data never reaches the cache. Both cut peak RSS at scale (docs/benchmarks.md).
-func cacheOptions(namespaces []string) cache.Options {
+// Of the identity objects it holds only the signer's: its requests and trust
+// bundles, and the one CA Secret (no other Secret is ever read).
+func cacheOptions(namespaces []string, caSecret types.NamespacedName) cache.Options {
+	ourSigner := fields.OneTermEqualSelector("spec.signerName", identity.SignerName)
 	o := cache.Options{
-		ByObject:         map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: meshedPods()}},
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}:                           {Label: meshedPods()},
+			&certificatesv1.PodCertificateRequest{}: {Field: ourSigner},
+			&certificatesv1.ClusterTrustBundle{}:    {Field: ourSigner},
+		},
 		DefaultTransform: stripForCache,
+	}
+	if caSecret.Name != "" {
+		o.ByObject[&corev1.Secret{}] = cache.ByObject{
+			Namespaces: map[string]cache.Config{caSecret.Namespace: {}},
+			Field:      fields.OneTermEqualSelector("metadata.name", caSecret.Name),
+		}
 	}
 	for _, ns := range namespaces {
 		if o.DefaultNamespaces == nil {

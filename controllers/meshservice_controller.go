@@ -46,6 +46,8 @@ type MeshServiceReconciler struct {
 
 	// ClusterDomain is the cluster's DNS domain, used in upstream cluster addresses.
 	ClusterDomain string
+	// TrustDomain is the SPIFFE trust domain of the workload identities.
+	TrustDomain string
 	// DefaultSidecar applies where neither the mesh nor the MeshService set a field.
 	DefaultSidecar objects.Sidecar
 	// Sidecars, when set, supplies what the prober observed of each sidecar, and
@@ -64,6 +66,7 @@ type MeshServiceReconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile converges one MeshService.
@@ -100,12 +103,26 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return r.fail(ctx, ms, st, ReasonInvalidConfig, "Build", err)
 	}
 
+	id := identityStatus(ms, mesh, r.TrustDomain)
+	sharers, err := r.findSharers(ctx, ms)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	st.status.Identity = id
+	st.setConditions(identityCondition(id, mesh, sharers))
+
 	sidecar := objects.ResolveSidecar(r.DefaultSidecar, meshSidecar(mesh), ms.Spec.Sidecar)
-	applyErr := applyAllOwned(ctx, r.Client, &r.applied, ms, []ownedObject{
+	var objs []ownedObject
+	if objects.OwnsServiceAccount(ms) {
+		// First: the pods cannot be created before the ServiceAccount they run as.
+		objs = append(objs, owned(objects.ServiceAccount(ms), &corev1.ServiceAccount{}))
+	}
+	objs = append(objs,
 		envoyConfigMap(ms, objects.ConfigMapName(ms), cfg, func(files *envoyconfig.Output) *corev1.ConfigMap { return objects.ConfigMap(ms, files) }),
 		owned(objects.Service(ms), &corev1.Service{}),
-		owned(objects.Deployment(ms, sidecar, cfg.BootstrapVersion), &appsv1.Deployment{}),
-	})
+		owned(objects.Deployment(ms, sidecar, cfg.BootstrapVersion, meshv1alpha1.HasIdentity(mesh)), &appsv1.Deployment{}),
+	)
+	applyErr := applyAllOwned(ctx, r.Client, &r.applied, ms, objs)
 	var notOwned *errNotOwned
 	switch {
 	case errors.As(applyErr, &notOwned):
@@ -287,6 +304,10 @@ func (r *MeshServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err != nil {
 		return err
 	}
+	err = mgr.GetFieldIndexer().IndexField(context.Background(), &meshv1alpha1.MeshService{}, serviceAccountIndex, serviceAccountKey)
+	if err != nil {
+		return err
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		// Our own status writes and the creates of what we own only echo a
 		// reconcile that has just happened: reacting to them would reconcile
@@ -295,6 +316,7 @@ func (r *MeshServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&meshv1alpha1.MeshService{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.Deployment{}, builder.WithPredicates(notCreated)).
 		Owns(&corev1.Service{}, builder.WithPredicates(notCreated)).
+		Owns(&corev1.ServiceAccount{}, builder.WithPredicates(notCreated)).
 		// ConfigMaps are watched as metadata only: we write their data and
 		// never read it back, and the API server need not send it to us.
 		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata, builder.WithPredicates(notCreated)).
@@ -302,10 +324,13 @@ func (r *MeshServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// deletion is what lets the blocked MeshService converge.
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(deletedOnly)).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(deletedOnly)).
+		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(deletedOnly)).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(configMapOf), builder.OnlyMetadata, builder.WithPredicates(deletedOnly)).
 		// Callers depend on an upstream's existence and spec, not on its status.
 		Watches(&meshv1alpha1.MeshService{}, handler.EnqueueRequestsFromMapFunc(r.callersOf),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// MeshServices running as one ServiceAccount share an identity, and say so.
+		Watches(&meshv1alpha1.MeshService{}, r.sharersHandler()).
 		Watches(&meshv1alpha1.ServiceMesh{}, handler.EnqueueRequestsFromMapFunc(r.membersOf),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controllerOptions(r.MaxConcurrentReconciles))

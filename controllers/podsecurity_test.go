@@ -16,6 +16,7 @@ import (
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 	"github.com/envoymesh/envoymesh-operator/internal/envoyconfig"
+	"github.com/envoymesh/envoymesh-operator/internal/kubeletdouble"
 	"github.com/envoymesh/envoymesh-operator/internal/objects"
 )
 
@@ -44,13 +45,48 @@ var _ = Describe("Pod security of what the operator runs", func() {
 	It("admits a meshed pod whose app is restricted: the sidecar adds nothing the standard forbids", func() {
 		ms := meshService(ns, "web", 8080, 15006)
 		ms.Spec.Template.Spec.Containers = []corev1.Container{restrictedApp}
-		dep := objects.Deployment(ms, objects.DefaultSidecar(testEnvoyImage), cfg.BootstrapHash)
+		dep := objects.Deployment(ms, objects.DefaultSidecar(testEnvoyImage), cfg.BootstrapHash, true)
 		Expect(k8sClient.Create(ctx, podFrom("web", dep.Spec.Template))).To(Succeed())
 	})
 
+	// The kubelet decides the identity files' mode and owner from the pod
+	// (kubeletdouble.ProjectedFileAccess follows projected.go and
+	// SetVolumeOwnership); restricted forbids the root user, so the sidecar's
+	// non-root user must be able to read them in every pod shape the standard
+	// admits: no fsGroup (0644 root:root), an fsGroup (0640 root:fsGroup, and the
+	// fsGroup is a supplemental group of every container) and an app that runs as
+	// the sidecar's own user (fsUser: 0600 owned by it).
+	DescribeTable("lets the sidecar's non-root user read its certificate and trust bundle",
+		func(name string, shape func(*corev1.PodSpec)) {
+			ms := meshService(ns, name, 8080, 15006)
+			ms.Spec.Template.Spec.Containers = []corev1.Container{restrictedApp}
+			shape(&ms.Spec.Template.Spec)
+			pod := podFrom(name, objects.Deployment(ms, objects.DefaultSidecar(testEnvoyImage), cfg.BootstrapHash, true).Spec.Template)
+			Expect(k8sClient.Create(ctx, pod)).To(Succeed(), "restricted admission")
+
+			envoy := &pod.Spec.InitContainers[0]
+			var vol *corev1.ProjectedVolumeSource
+			for _, v := range pod.Spec.Volumes { // as admitted, with the API server's defaults
+				if v.Name == objects.IdentityVolumeName {
+					vol = v.Projected
+				}
+			}
+			Expect(vol).NotTo(BeNil())
+			access := kubeletdouble.ProjectedFileAccess(pod, vol)
+			Expect(kubeletdouble.CanRead(pod, envoy, access)).To(BeTrue(), "the sidecar cannot read a file with %+v", access)
+		},
+		Entry("no fsGroup", "plain", func(*corev1.PodSpec) {}),
+		Entry("an fsGroup", "fsgroup", func(s *corev1.PodSpec) {
+			s.SecurityContext = &corev1.PodSecurityContext{FSGroup: ptr.To[int64](2000)}
+		}),
+		Entry("every container as the sidecar's user", "sameuser", func(s *corev1.PodSpec) {
+			s.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](65532), RunAsGroup: ptr.To[int64](65532)}
+		}),
+	)
+
 	It("names the app container, never the sidecar, when the app breaks the standard", func() {
 		ms := meshService(ns, "loose", 8080, 15006) // its app sets no security context at all
-		dep := objects.Deployment(ms, objects.DefaultSidecar(testEnvoyImage), cfg.BootstrapHash)
+		dep := objects.Deployment(ms, objects.DefaultSidecar(testEnvoyImage), cfg.BootstrapHash, true)
 		err := k8sClient.Create(ctx, podFrom("loose", dep.Spec.Template))
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "got %v", err)
 		Expect(err.Error()).To(ContainSubstring(`"app"`))

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -25,13 +26,19 @@ func loadClusterRole(t interface{ Fatalf(string, ...any) }) *rbacv1.ClusterRole 
 }
 
 // TestClusterRoleIsLeastPrivilege pins every permission the manager holds: no
-// wildcards, no Secrets, nothing beyond what the controllers and probers use. A
-// new permission must be added here on purpose.
+// wildcards, no Secrets, nothing beyond what the controllers, the probers and the
+// signer use. A new permission must be added here on purpose. Only the signer's
+// own name may be signed for and attested.
 func TestClusterRoleIsLeastPrivilege(t *testing.T) {
 	want := map[string][]string{
-		"/configmaps":                            {"create", "delete", "get", "list", "patch", "watch"},
-		"/services":                              {"create", "delete", "get", "list", "patch", "watch"},
-		"/pods":                                  {"get", "list", "watch"},
+		"/configmaps":      {"create", "delete", "get", "list", "patch", "watch"},
+		"/services":        {"create", "delete", "get", "list", "patch", "watch"},
+		"/pods":            {"get", "list", "watch"},
+		"/serviceaccounts": {"create", "get", "list", "patch", "watch"},
+		"certificates.k8s.io/podcertificaterequests":              {"get", "list", "watch"},
+		"certificates.k8s.io/podcertificaterequests/status":       {"update"},
+		"certificates.k8s.io/clustertrustbundles":                 {"create", "delete", "get", "list", "patch", "watch"},
+		"certificates.k8s.io/signers[mesh.envoymesh.io/identity]": {"attest", "sign"},
 		"apps/deployments":                       {"create", "delete", "get", "list", "patch", "watch"},
 		"events.k8s.io/events":                   {"create", "patch"},
 		"mesh.envoymesh.io/meshservices":         {"get", "list", "watch"},
@@ -41,8 +48,12 @@ func TestClusterRoleIsLeastPrivilege(t *testing.T) {
 	}
 	got := map[string][]string{}
 	for _, rule := range loadClusterRole(t).Rules {
-		if len(rule.ResourceNames) > 0 || len(rule.NonResourceURLs) > 0 {
+		if len(rule.NonResourceURLs) > 0 {
 			t.Errorf("unexpected rule shape %+v", rule)
+		}
+		names := ""
+		if len(rule.ResourceNames) > 0 {
+			names = "[" + strings.Join(rule.ResourceNames, ",") + "]"
 		}
 		for _, g := range rule.APIGroups {
 			for _, r := range rule.Resources {
@@ -52,7 +63,7 @@ func TestClusterRoleIsLeastPrivilege(t *testing.T) {
 				if r == "secrets" {
 					t.Errorf("the manager must not read Secrets: %+v", rule)
 				}
-				key := g + "/" + r
+				key := g + "/" + r + names
 				got[key] = append(got[key], rule.Verbs...)
 			}
 		}
@@ -70,5 +81,25 @@ func TestClusterRoleIsLeastPrivilege(t *testing.T) {
 		if _, ok := want[k]; !ok {
 			t.Errorf("unexpected permission on %s: %v", k, got[k])
 		}
+	}
+}
+
+// TestSecretsOnlyInTheManagersNamespace: the one Secret the manager touches, the
+// identity CA, is reachable through a Role (namespaced), never the ClusterRole,
+// and the Role grants nothing else and cannot update or delete it.
+func TestSecretsOnlyInTheManagersNamespace(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "config", "rbac", "identity_ca_role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.Role{}
+	if err := yaml.UnmarshalStrict(data, role); err != nil {
+		t.Fatal(err)
+	}
+	want := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch", "create"}}}
+	if role.Kind != "Role" || !slices.EqualFunc(role.Rules, want, func(a, b rbacv1.PolicyRule) bool {
+		return slices.Equal(a.APIGroups, b.APIGroups) && slices.Equal(a.Resources, b.Resources) && slices.Equal(a.Verbs, b.Verbs) && len(a.ResourceNames) == 0
+	}) {
+		t.Errorf("identity CA role %s %+v, want a Role with %+v", role.Kind, role.Rules, want)
 	}
 }

@@ -127,6 +127,9 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 	}
 	sidecar := objects.ResolveSidecar(r.DefaultSidecar, mesh.Spec.Sidecar)
 	err = applyAllOwned(ctx, r.Client, &r.applied, mesh, []ownedObject{
+		// First: the gateway's pods run as it. Disabling the gateway leaves it
+		// (it holds nothing); deleting the mesh collects it.
+		owned(objects.GatewayServiceAccount(mesh), &corev1.ServiceAccount{}),
 		envoyConfigMap(mesh, objects.GatewayConfigMapName(mesh), cfg, func(files *envoyconfig.Output) *corev1.ConfigMap {
 			return objects.GatewayConfigMap(mesh, files)
 		}),
@@ -253,11 +256,13 @@ func (r *ServiceMeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&meshv1alpha1.ServiceMesh{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
+		Owns(&corev1.ServiceAccount{}).
 		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata).
 		// A foreign object blocking one of the gateway's names may go away at any
 		// time; its deletion is what lets the blocked mesh converge.
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(gatewayOf(sameName)), builder.WithPredicates(deletedOnly)).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(gatewayOf(sameName)), builder.WithPredicates(deletedOnly)).
+		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(gatewayOf(sameName)), builder.WithPredicates(deletedOnly)).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(gatewayOf(configMapOf)), builder.OnlyMetadata, builder.WithPredicates(deletedOnly)).
 		// Members' readiness and routed services' ports feed the mesh's status and gateway.
 		Watches(&meshv1alpha1.MeshService{}, handler.EnqueueRequestsFromMapFunc(r.meshesOf))

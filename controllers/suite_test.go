@@ -9,6 +9,9 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -19,6 +22,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+	"github.com/envoymesh/envoymesh-operator/internal/identity"
 	"github.com/envoymesh/envoymesh-operator/internal/prober"
 )
 
@@ -31,6 +35,16 @@ const (
 	// probeInterval is short so sidecar changes show within seconds.
 	probeInterval = 300 * time.Millisecond
 )
+
+// managerNamespace holds the identity CA Secret, as the manager's own namespace would.
+const managerNamespace = "envoymesh-system"
+
+// bundlePropagation is how long a new CA waits for its bundle to reach the pods
+// before it signs: short, so the CA change spec sees the switch.
+const bundlePropagation = 3 * time.Second
+
+// suiteCA is the CA the suite gave the manager.
+var suiteCA *identity.CA
 
 // statusPort is where the stub sidecars listen, on each pod's loopback IP. A free
 // port rather than 15021 keeps parallel test runs on one machine apart.
@@ -66,12 +80,27 @@ var _ = BeforeSuite(func() {
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme.Scheme})
 	Expect(err).NotTo(HaveOccurred())
 
+	// The CA Secret exists before the manager starts, as a CA someone else made
+	// would: the manager must use it, not generate its own.
+	Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}})).To(Succeed())
+	suiteCA, err = identity.GenerateCA("cluster.local", time.Now())
+	Expect(err).NotTo(HaveOccurred())
+	caData, err := suiteCA.SecretData()
+	Expect(err).NotTo(HaveOccurred())
+	Expect(k8sClient.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: DefaultCASecretName}, Type: corev1.SecretTypeTLS, Data: caData,
+	})).To(Succeed())
+
 	statusPort = freePort()
 	mgr, err := NewManager(cfg, ManagerOptions{
 		Manager:       ctrl.Options{Scheme: scheme.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}},
 		EnvoyImage:    testEnvoyImage,
 		ClusterDomain: "cluster.local",
 		Probe:         prober.Options{Interval: probeInterval, Timeout: 2 * time.Second, Concurrency: 8, Port: statusPort},
+		Identity: IdentityOptions{
+			TrustDomain: "cluster.local", GenerateCA: true, BundlePropagation: bundlePropagation,
+			CASecret: types.NamespacedName{Namespace: managerNamespace, Name: DefaultCASecretName},
+		},
 	})
 	Expect(err).NotTo(HaveOccurred())
 

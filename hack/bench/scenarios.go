@@ -564,9 +564,10 @@ func floorOnce(ctx context.Context, o options, n, run int, stream bool) (time.Du
 }
 
 // floorWrite sends for ms (as returned by its create) what one successful
-// reconcile of the manager sends: three applies and one status update.
+// reconcile of the manager sends: four applies (ServiceAccount, ConfigMap,
+// Service, Deployment) and one status update.
 func floorWrite(ctx context.Context, c client.Client, ms *meshv1alpha1.MeshService, cfg *envoyconfig.Output, sidecar objects.Sidecar) error {
-	for _, obj := range []client.Object{objects.ConfigMap(ms, cfg), objects.Service(ms), objects.Deployment(ms, sidecar, cfg.BootstrapHash)} {
+	for _, obj := range []client.Object{objects.ServiceAccount(ms), objects.ConfigMap(ms, cfg), objects.Service(ms), objects.Deployment(ms, sidecar, cfg.BootstrapHash, true)} {
 		u, err := objects.ApplyBody(obj)
 		if err != nil {
 			return err
