@@ -168,9 +168,11 @@ func TestCSVListing(t *testing.T) {
 	if csv.Spec.Maturity != "alpha" {
 		t.Errorf("maturity %q, want alpha", csv.Spec.Maturity)
 	}
-	// Native sidecars (restartPolicy: Always init containers) are on by default from 1.29.
-	if csv.Spec.MinKubeVersion != "1.29.0" {
-		t.Errorf("minKubeVersion %q, want 1.29.0", csv.Spec.MinKubeVersion)
+	// Pod Certificates (certificates.k8s.io/v1 PodCertificateRequest, the
+	// podCertificate projection) are GA, and served as v1, from 1.37; native
+	// sidecars need only 1.29.
+	if csv.Spec.MinKubeVersion != "1.37.0" {
+		t.Errorf("minKubeVersion %q, want 1.37.0", csv.Spec.MinKubeVersion)
 	}
 
 	svg, err := os.ReadFile(filepath.Join(repoRoot, "config", "manifests", "icon.svg"))
