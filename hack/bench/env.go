@@ -28,6 +28,10 @@ import (
 
 var scheme = runtime.NewScheme()
 
+// managerNamespace is the manager's own namespace (its POD_NAMESPACE), where it
+// generates the identity CA Secret.
+const managerNamespace = "envoymesh-system"
+
 func init() {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		panic(err)
@@ -86,6 +90,10 @@ func startPlane(o options) (*plane, error) {
 	if p.client, err = client.New(p.cfg, client.Options{Scheme: scheme}); err != nil {
 		return fail(err)
 	}
+	// The manager generates its identity CA in its own namespace, as deployed.
+	if err := p.namespace(context.Background(), managerNamespace); err != nil {
+		return fail(err)
+	}
 	if err := warmUp(context.Background(), p, o); err != nil {
 		return fail(fmt.Errorf("warming up the API server: %w", err))
 	}
@@ -117,7 +125,9 @@ type managerProc struct {
 	waitErr     error
 }
 
-func startManager(o options, p *plane, label string) (*managerProc, error) {
+// startManager starts the manager and waits until the workers of the
+// MeshService controller, and of the controllers named in waitFor, have started.
+func startManager(o options, p *plane, label string, waitFor ...string) (*managerProc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -147,7 +157,9 @@ func startManager(o options, p *plane, label string) (*managerProc, error) {
 		return nil, err
 	}
 	m.cmd = exec.Command(o.manager, args...)
-	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+p.kubeconfig)
+	// POD_NAMESPACE is what the downward API gives the deployed manager: where it
+	// keeps (and here generates) the identity CA Secret.
+	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+p.kubeconfig, "POD_NAMESPACE="+managerNamespace)
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := m.cmd.Start(); err != nil {
@@ -169,7 +181,7 @@ func startManager(o options, p *plane, label string) (*managerProc, error) {
 		}
 		// Workers start once the caches have synced: from then on the manager
 		// reacts to creates at once.
-		if started, err := m.workersStarted(); err == nil && started {
+		if started, err := m.workersStarted(waitFor...); err == nil && started {
 			return m, nil
 		}
 		if time.Now().After(deadline) {
@@ -180,19 +192,29 @@ func startManager(o options, p *plane, label string) (*managerProc, error) {
 	}
 }
 
-// workersStarted reports whether the manager logged that the MeshService
-// controller's workers started, which it does once its caches have synced.
-func (m *managerProc) workersStarted() (bool, error) {
+// workersStarted reports whether the manager logged that the workers of the
+// MeshService controller and of the other controllers named started, which each
+// does once its caches have synced.
+func (m *managerProc) workersStarted(controllers ...string) (bool, error) {
 	b, err := os.ReadFile(m.logPath)
 	if err != nil {
 		return false, err
 	}
+	want := map[string]bool{"meshservice": true}
+	for _, c := range controllers {
+		want[c] = true
+	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, `"msg":"Starting workers"`) && strings.Contains(line, `"controller":"meshservice"`) {
-			return true, nil
+		if !strings.Contains(line, `"msg":"Starting workers"`) {
+			continue
+		}
+		for c := range want {
+			if strings.Contains(line, `"controller":"`+c+`"`) {
+				delete(want, c)
+			}
 		}
 	}
-	return false, nil
+	return len(want) == 0, nil
 }
 
 // alive returns an error when the manager has exited.
