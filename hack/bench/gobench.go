@@ -20,6 +20,19 @@ type goBench struct {
 var goBenches = []goBench{
 	{"./internal/envoyconfig/", "BuildSidecar"},
 	{"./internal/prober/", "Sweep1000"},
+	// The signer's cost per certificate: judge + CA.Issue, and all of Reconcile
+	// with in-memory reads; BenchmarkIssue is the signature alone.
+	{"./controllers/", "SignRequest"},
+	{"./internal/identity/", "Issue"},
+}
+
+// benchTargets are the targets of the benchmarks that have one, by name prefix:
+// the most ns/op the median of the runs may take.
+var benchTargets = map[string]struct {
+	label string
+	maxNS float64
+}{
+	"BenchmarkSignRequest": {"≤ 1 ms per certificate", 1e6},
 }
 
 // benchFigures are the per-run values of one benchmark, by unit (ns/op, allocs/op, …).
@@ -27,6 +40,16 @@ type benchFigures struct {
 	name  string
 	units map[string][]float64
 	skip  string
+}
+
+// target is the Target cell of the benchmark's row.
+func (b *benchFigures) target() string {
+	for prefix, t := range benchTargets {
+		if strings.HasPrefix(b.name, prefix) {
+			return t.label + ": " + verdict(median(b.units["ns/op"]) <= t.maxNS)
+		}
+	}
+	return ""
 }
 
 func (g goBench) args(count int) []string {

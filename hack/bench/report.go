@@ -292,7 +292,7 @@ func (r *results) markdown() string {
 		for i, x := range ns {
 			nsRuns[i] = duration(x)
 		}
-		w("| `%s` | %s | %s | |\n", strings.TrimPrefix(g.name, "Benchmark"), cell, strings.Join(nsRuns, ", "))
+		w("| `%s` | %s | %s | %s |\n", strings.TrimPrefix(g.name, "Benchmark"), cell, strings.Join(nsRuns, ", "), g.target())
 	}
 
 	for _, f := range r.failures {
