@@ -2,17 +2,21 @@
 # local-cluster.sh runs the local kwok cluster of `make demo` and `make test-e2e`:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok as local
 # processes (kwokctl's binary runtime, nothing downloaded), one fake node whose
-# podCIDR is on loopback so pods get 127.x addresses, the operator (bin/manager)
-# and the sidecar test double (bin/sidecardouble) as local processes.
+# podCIDR is on loopback so pods get 127.x addresses, the operator (bin/manager),
+# the sidecar test double (bin/sidecardouble) and the kubelet's Pod Certificate test
+# double (bin/kubeletdouble) as local processes.
 #
-#   hack/local-cluster.sh up              create the cluster and its node
-#   hack/local-cluster.sh install         server-side apply the CRDs
-#   hack/local-cluster.sh start-operator  start bin/manager (pid and log in the state dir)
-#   hack/local-cluster.sh stop-operator   SIGKILL the operator started above
-#   hack/local-cluster.sh start-double    start bin/sidecardouble
-#   hack/local-cluster.sh seed NAMESPACE  apply config/samples into a restricted namespace and wait
-#   hack/local-cluster.sh demo            all of the above, then print where to look
-#   hack/local-cluster.sh down            stop everything started here and delete the state dir
+#   hack/local-cluster.sh up                    create the cluster and its node
+#   hack/local-cluster.sh install               server-side apply the CRDs, create the operator's namespace
+#   hack/local-cluster.sh start-operator        start bin/manager (pid and log in the state dir)
+#   hack/local-cluster.sh stop-operator         SIGKILL the operator started above
+#   hack/local-cluster.sh start-double          start bin/sidecardouble
+#   hack/local-cluster.sh stop-double           stop it
+#   hack/local-cluster.sh start-kubelet-double  start bin/kubeletdouble for kwok-node-0 (volumes in STATE_DIR/kubelet)
+#   hack/local-cluster.sh stop-kubelet-double   stop it
+#   hack/local-cluster.sh seed NAMESPACE        apply config/samples into a restricted namespace and wait
+#   hack/local-cluster.sh demo                  all of the above, then print where to look
+#   hack/local-cluster.sh down                  stop everything started here and delete the state dir
 #
 # Binaries are expected in BIN_DIR (the Makefile's cluster-binaries target puts them
 # there). Everything the cluster writes lives in STATE_DIR, so `down` removes all of it.
@@ -31,6 +35,7 @@ METRICS_ADDRESS=${METRICS_ADDRESS:-0}
 HEALTH_ADDRESS=${HEALTH_ADDRESS:-0}
 PROBE_INTERVAL=${PROBE_INTERVAL:-2s}
 DEMO_NAMESPACE=${DEMO_NAMESPACE:-envoymesh-demo}
+OPERATOR_NAMESPACE=${OPERATOR_NAMESPACE:-envoymesh-system}
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-300s}
 
 KUBECONFIG_PATH=$STATE_DIR/kubeconfig
@@ -108,6 +113,8 @@ install_crds() {
   done
   kubectl wait --for=condition=Established --timeout=30s \
     crd/meshservices.mesh.envoymesh.io crd/servicemeshes.mesh.envoymesh.io >/dev/null
+  # The operator's own namespace (POD_NAMESPACE), as in a real install.
+  kubectl create namespace "$OPERATOR_NAMESPACE" --dry-run=client -o yaml | kubectl apply --server-side -f - >/dev/null
 }
 
 # start NAME CMD... runs CMD in its own session with its output in LOG_DIR/NAME.log
@@ -137,7 +144,7 @@ stop() {
 }
 
 start_operator() {
-  start manager env KUBECONFIG="$KUBECONFIG_PATH" "$ROOT/bin/manager" \
+  start manager env KUBECONFIG="$KUBECONFIG_PATH" POD_NAMESPACE="$OPERATOR_NAMESPACE" "$ROOT/bin/manager" \
     --metrics-bind-address="$METRICS_ADDRESS" --health-probe-bind-address="$HEALTH_ADDRESS" \
     --probe-interval="$PROBE_INTERVAL" --leader-elect=false
 }
@@ -145,6 +152,14 @@ start_operator() {
 start_double() {
   start sidecardouble "$ROOT/bin/sidecardouble" --kubeconfig "$KUBECONFIG_PATH" \
     --control-address "$DOUBLE_CONTROL_ADDRESS"
+}
+
+# The kubelet's Pod Certificate half for the fake node: PodCertificateRequests and the
+# podCertificate/clusterTrustBundle volumes kwok does not handle.
+start_kubelet_double() {
+  mkdir -p "$STATE_DIR/kubelet"
+  start kubeletdouble "$ROOT/bin/kubeletdouble" --kubeconfig "$KUBECONFIG_PATH" \
+    --node-name kwok-node-0 --dir "$STATE_DIR/kubelet"
 }
 
 seed() {
@@ -166,6 +181,7 @@ demo() {
   install_crds
   start_operator
   start_double
+  start_kubelet_double
   seed "$DEMO_NAMESPACE"
   echo
   kubectl get -n "$DEMO_NAMESPACE" meshservices,servicemeshes
@@ -181,13 +197,16 @@ The seed mesh is up ($((SECONDS - t0))s). Look around:
   $BIN_DIR/kubectl get -n $DEMO_NAMESPACE cm/service-a-envoy -o yaml  # the generated Envoy config
   curl -s http://$DOUBLE_CONTROL_ADDRESS/sidecars            # what the sidecar double serves
 
-Logs: $LOG_DIR/manager.log (operator), $LOG_DIR/sidecardouble.log,
+Pod volumes written by the kubelet double: $STATE_DIR/kubelet/<podUID>/volumes/
+
+Logs: $LOG_DIR/manager.log (operator), $LOG_DIR/sidecardouble.log, $LOG_DIR/kubeletdouble.log,
       $KWOK_WORKDIR/clusters/$CLUSTER_NAME/logs/ (etcd, kube-apiserver, ...)
 Stop everything with: make demo-down
 EOF
 }
 
 down() {
+  stop kubeletdouble
   stop sidecardouble
   stop manager
   if [ -x "$BIN_DIR/kwokctl" ] && [ -d "$KWOK_WORKDIR/clusters/$CLUSTER_NAME" ]; then
@@ -205,8 +224,10 @@ case $cmd in
   stop-operator) stop manager KILL ;;
   start-double) start_double ;;
   stop-double) stop sidecardouble ;;
+  start-kubelet-double) start_kubelet_double ;;
+  stop-kubelet-double) stop kubeletdouble ;;
   seed) seed "${1:-$DEMO_NAMESPACE}" ;;
   demo) demo ;;
   down) down ;;
-  *) sed -n '2,22p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,24p' "$0" >&2; exit 2 ;;
 esac
