@@ -30,6 +30,7 @@ type options struct {
 	sizeRuns    map[int]int // sizes given as NxR run R times instead of runs
 	fanouts     []int
 	meshSizes   []int
+	idPods      []int
 	qps         float64
 	burst       int
 	concurrency int
@@ -45,6 +46,9 @@ type options struct {
 	cpuProfile  time.Duration
 }
 
+// defaultScenarios is what runs without -scenarios; identity runs its floor too.
+const defaultScenarios = "convergence,floor,fanout,config,identity,gobench"
+
 // benchEnvoyImage is passed to the manager and used by the floor, so both write
 // byte-identical Deployments.
 const benchEnvoyImage = "envoyproxy/envoy:distroless-v1.40.0"
@@ -53,12 +57,14 @@ func main() {
 	var (
 		o                            options
 		sizes, fanouts, meshes, scen string
+		idPods                       string
 		managerArgs                  string
 	)
 	flag.IntVar(&o.runs, "runs", 3, "Runs of every scenario; the report shows medians.")
 	flag.StringVar(&sizes, "sizes", "100,1000,3000", "MeshService counts for the convergence scenario; NxR runs size N R times instead of -runs times.")
 	flag.StringVar(&fanouts, "fanouts", "10,100", "Dependent counts for the update fan-out scenario.")
 	flag.StringVar(&meshes, "config-meshes", "10,1000", "Mesh sizes at which a 3-upstream service's ConfigMap is weighed.")
+	flag.StringVar(&idPods, "identity-pods", "1000", "Pod counts for the identity scenario: that many pods request certificates at once.")
 	flag.Float64Var(&o.qps, "qps", 50, "--kube-api-qps of the manager, and the floor writer's QPS.")
 	flag.IntVar(&o.burst, "burst", 100, "--kube-api-burst of the manager, and the floor writer's burst.")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "--max-concurrent-reconciles of the manager, and the floor writer's workers.")
@@ -67,7 +73,7 @@ func main() {
 	flag.StringVar(&o.crdDir, "crd-dir", "config/crd/bases", "CRDs loaded into every control plane.")
 	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "The report to rewrite; empty prints it to stdout only.")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "How long one run may take to converge before its size is reported as skipped.")
-	flag.StringVar(&scen, "scenarios", "convergence,floor,fanout,config,gobench", "Scenarios to run (comma-separated).")
+	flag.StringVar(&scen, "scenarios", defaultScenarios, "Scenarios to run (comma-separated).")
 	flag.StringVar(&o.envoyImage, "envoy-image", benchEnvoyImage, "Sidecar image passed to the manager and used by the floor.")
 	flag.StringVar(&o.logDir, "log-dir", "", "Where manager logs and metrics go (default: a temporary directory, removed unless a run fails).")
 	flag.DurationVar(&o.cpuProfile, "cpu-profile", 0, "When set, CPU profiles of the manager and the API server over this long from the first create of each convergence run, and of the API server in each floor run, go to -log-dir as <run>-{manager,apiserver}-cpu.pprof.")
@@ -82,6 +88,9 @@ func main() {
 	}
 	if o.meshSizes, err = parseInts(meshes); err != nil {
 		log.Fatalf("-config-meshes: %v", err)
+	}
+	if o.idPods, err = parseInts(idPods); err != nil {
+		log.Fatalf("-identity-pods: %v", err)
 	}
 	o.managerArgs = strings.Fields(managerArgs)
 	o.scenarios = map[string]bool{}
@@ -116,7 +125,7 @@ func main() {
 	ctx := context.Background()
 	res := &results{opts: o, started: time.Now().UTC(), machine: describeMachine()}
 	res.init()
-	needsManager := o.scenarios["convergence"] || o.scenarios["fanout"] || o.scenarios["config"]
+	needsManager := o.scenarios["convergence"] || o.scenarios["fanout"] || o.scenarios["config"] || o.scenarios["identity"]
 	if needsManager {
 		if _, err := os.Stat(o.manager); err != nil {
 			log.Fatalf("manager binary: %v (build it with `go build -o bin/manager .`)", err)
@@ -197,6 +206,11 @@ func run(ctx context.Context, o options, res *results) error {
 			res.addConfig(m, r)
 		}
 	}
+	if o.scenarios["identity"] {
+		for _, n := range o.idPods {
+			runIdentity(ctx, o, res, n)
+		}
+	}
 	if o.scenarios["fanout"] {
 		for _, d := range o.fanouts {
 			for i := range o.runs {
@@ -210,6 +224,25 @@ func run(ctx context.Context, o options, res *results) error {
 		}
 	}
 	return nil
+}
+
+// runIdentity runs the identity scenario at n pods, its manager runs and floor
+// runs alternating like convergence and floor.
+func runIdentity(ctx context.Context, o options, res *results, n int) {
+	for i := range o.runs {
+		r, err := identityRun(ctx, o, n, i)
+		if err != nil {
+			res.fail(fmt.Sprintf("identity N=%d run %d", n, i+1), err)
+			return
+		}
+		res.identity[n] = append(res.identity[n], r)
+		f, err := identityFloorRun(ctx, o, n, i)
+		if err != nil {
+			res.fail(fmt.Sprintf("identity floor N=%d run %d", n, i+1), err)
+			continue
+		}
+		res.identityFloor[n] = append(res.identityFloor[n], f)
+	}
 }
 
 // runsOf is how many times size n runs.

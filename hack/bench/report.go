@@ -22,6 +22,8 @@ type results struct {
 	skipped           map[int]string
 	configBytes       map[int][]int
 	fanout            map[int][]*fanoutResult
+	identity          map[int][]*identityResult
+	identityFloor     map[int][]*identityFloorResult
 	goBench           []*benchFigures
 	failures          []string
 	keepLogs          bool
@@ -41,6 +43,8 @@ func (r *results) init() {
 		r.skipped = map[int]string{}
 		r.configBytes = map[int][]int{}
 		r.fanout = map[int][]*fanoutResult{}
+		r.identity = map[int][]*identityResult{}
+		r.identityFloor = map[int][]*identityFloorResult{}
 	}
 }
 
@@ -176,8 +180,11 @@ func (r *results) makeCommand() string {
 			sizes[i] += "x" + strconv.Itoa(r)
 		}
 	}
-	cmd := fmt.Sprintf("make bench BENCH_RUNS=%d BENCH_SIZES=%s BENCH_FANOUTS=%s BENCH_CONFIG_MESHES=%s BENCH_QPS=%s BENCH_BURST=%d BENCH_CONCURRENCY=%d",
-		o.runs, strings.Join(sizes, ","), ints(o.fanouts), ints(o.meshSizes), strconv.FormatFloat(o.qps, 'f', -1, 64), o.burst, o.concurrency)
+	cmd := fmt.Sprintf("make bench BENCH_RUNS=%d BENCH_SIZES=%s BENCH_FANOUTS=%s BENCH_CONFIG_MESHES=%s BENCH_IDENTITY_PODS=%s BENCH_QPS=%s BENCH_BURST=%d BENCH_CONCURRENCY=%d",
+		o.runs, strings.Join(sizes, ","), ints(o.fanouts), ints(o.meshSizes), ints(o.idPods), strconv.FormatFloat(o.qps, 'f', -1, 64), o.burst, o.concurrency)
+	if scen := o.scenarioList(); scen != defaultScenarios {
+		cmd += " BENCH_SCENARIOS=" + scen
+	}
 	if len(o.managerArgs) > 0 {
 		cmd += fmt.Sprintf(" BENCH_MANAGER_ARGS='%s'", strings.Join(o.managerArgs, " "))
 	}
@@ -271,6 +278,9 @@ func (r *results) markdown() string {
 		w("| ConfigMap data of a 3-upstream service, mesh of %d | %.0f B | %s | %s |\n", m, med, list(v, "%.0f"), target)
 	}
 
+	// Workload identity: N pods requesting certificates at once.
+	r.identityRows(w)
+
 	// 4 and 6: go test benchmarks.
 	for _, g := range r.goBench {
 		if g.skip != "" {
@@ -335,13 +345,18 @@ func (r *results) markdown() string {
 		}
 		w("\nThe floor sends exactly 3 PATCH (apply) and 1 PUT (status) per MeshService.\n")
 	}
+	r.identityWork(w)
 
 	w("\n**Settings.** Manager flags `--kube-api-qps=%s --kube-api-burst=%d --max-concurrent-reconciles=%d",
 		strconv.FormatFloat(o.qps, 'f', -1, 64), o.burst, o.concurrency)
 	if len(o.managerArgs) > 0 {
 		w(" %s", strings.Join(o.managerArgs, " "))
 	}
-	w("`; the floor uses the same QPS, burst and number of workers.\n\n")
+	w("`; the floor uses the same QPS, burst and number of workers")
+	if len(r.identity) > 0 {
+		w(" (the identity floor: the signer's %d workers)", signerWorkers)
+	}
+	w(".\n\n")
 	w("**Machine.** %d CPUs (%s), %s RAM, Linux %s, load average %s at the start; %s.\n\n",
 		r.machine.cpus, r.machine.model, r.machine.memory, r.machine.kernel, r.machine.loadavg, runtime.Version())
 	w("**Commands.**\n\n```sh\n%s\n# which runs:\ngo build -o bin/bench-manager .\n", r.makeCommand())
@@ -379,4 +394,116 @@ func writeReport(path, section string) error {
 		doc = strings.TrimRight(doc, "\n") + "\n\n" + gen + "\n"
 	}
 	return os.WriteFile(path, []byte(doc), 0o644)
+}
+
+// scenarioList is the scenarios run, in defaultScenarios' order (others after).
+func (o options) scenarioList() string {
+	var out []string
+	seen := map[string]bool{}
+	for _, sc := range strings.Split(defaultScenarios, ",") {
+		if o.scenarios[sc] {
+			out = append(out, sc)
+			seen[sc] = true
+		}
+	}
+	var rest []string
+	for sc := range o.scenarios {
+		if !seen[sc] {
+			rest = append(rest, sc)
+		}
+	}
+	slices.Sort(rest)
+	return strings.Join(append(out, rest...), ",")
+}
+
+// identityRows are the identity scenario's lines of the main table.
+func (r *results) identityRows(w func(string, ...any)) {
+	for _, n := range sortedKeys(r.identity) {
+		runs := r.identity[n]
+		var p50, p99, total, rss, peak []float64
+		outcome := make([]string, len(runs))
+		for i, x := range runs {
+			p50 = append(p50, float64(x.quantile(0.5)))
+			p99 = append(p99, float64(x.quantile(0.99)))
+			total = append(total, x.total.Seconds())
+			rss = append(rss, mib(x.rss))
+			peak = append(peak, mib(x.peak))
+			outcome[i] = fmt.Sprintf("%d/%d", x.issued, x.denied)
+		}
+		label := fmt.Sprintf("Workload identity, N=%d pods at once", n)
+		w("| %s: request → Issued, p50 | %s | %s | |\n", label, duration(median(p50)), durations(p50))
+		w("| %s: request → Issued, p99 | %s | %s | |\n", label, duration(median(p99)), durations(p99))
+		w("| %s: total, first request filed → last Issued | %.2f s | %s | |\n", label, median(total), list(total, "%.2f"))
+		w("| %s: issued/denied | %s | %s | all issued, none denied |\n", label, outcome[len(outcome)/2], strings.Join(outcome, ", "))
+		if floors := r.identityFloor[n]; len(floors) > 0 {
+			var fl, wr, fp50, fp99 []float64
+			for _, f := range floors {
+				fl = append(fl, f.stream.total.Seconds())
+				wr = append(wr, f.writes.Seconds())
+				fp50 = append(fp50, float64(f.stream.quantile(0.5)))
+				fp99 = append(fp99, float64(f.stream.quantile(0.99)))
+			}
+			var ratios []float64
+			for i := range min(len(total), len(fl)) {
+				ratios = append(ratios, total[i]/fl[i])
+			}
+			ratio := median(total) / median(fl)
+			w("| %s: floor (same requests filed at once; bare writer, %d workers, writes each one's Issued status as its create returns) | %.2f s | %s | |\n",
+				label, signerWorkers, median(fl), list(fl, "%.2f"))
+			w("| %s: ratio signer / floor | %.2f | %s | ≤ 1.25: %s |\n", label, ratio, list(ratios, "%.2f"), verdict(ratio <= 1.25))
+			w("| %s: floor, request → Issued p50 / p99 | %s / %s | %s / %s | |\n", label, duration(median(fp50)), duration(median(fp99)), durations(fp50), durations(fp99))
+			w("| %s: the floor's status writes alone (requests filed beforehand, not timed) | %.2f s | %s | |\n", label, median(wr), list(wr, "%.2f"))
+		}
+		w("| Manager RSS (VmRSS) with N=%d issued pods | %.1f MiB | %s | |\n", n, median(rss), list(rss, "%.1f"))
+		w("| Manager peak RSS (VmHWM), identity N=%d | %.1f MiB | %s | |\n", n, median(peak), list(peak, "%.1f"))
+	}
+}
+
+// durations lists ns values as duration does.
+func durations(ns []float64) string {
+	parts := make([]string, len(ns))
+	for i, x := range ns {
+		parts[i] = duration(x)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// identityWork explains the identity runs from the manager's own metrics.
+func (r *results) identityWork(w func(string, ...any)) {
+	if len(r.identity) == 0 {
+		return
+	}
+	w("\nWhat the manager did per certificate request in the identity runs (medians; from its own metrics, from just before the first request was filed to the last Issued):\n\n")
+	w("| N | filing took | signer reconciles | signer time | API requests by method | manager CPU |\n|---|---|---|---|---|---|\n")
+	for _, n := range sortedKeys(r.identity) {
+		var create, rec, recTime, cpu []float64
+		perMethod := map[string][]float64{}
+		for _, x := range r.identity[n] {
+			create = append(create, x.create.Seconds())
+			var total float64
+			for k, v := range x.metrics {
+				switch {
+				case strings.HasPrefix(k, "controller_runtime_reconcile_total{identity-signer,"):
+					total += v
+				case strings.HasPrefix(k, "rest_client_requests_total{"):
+					method := strings.TrimSuffix(strings.TrimPrefix(k, "rest_client_requests_total{"), "}")
+					perMethod[method] = append(perMethod[method], v/float64(n))
+				}
+			}
+			rec = append(rec, total/float64(n))
+			recTime = append(recTime, x.metrics["controller_runtime_reconcile_time_seconds_sum{identity-signer}"]/float64(n)*1e9)
+			cpu = append(cpu, x.metrics["process_cpu_seconds_total"])
+		}
+		methods := make([]string, 0, len(perMethod))
+		for k := range perMethod {
+			methods = append(methods, k)
+		}
+		slices.Sort(methods)
+		var parts []string
+		for _, k := range methods {
+			parts = append(parts, fmt.Sprintf("%s %.2f", k, median(perMethod[k])))
+		}
+		w("| %d | %.2f s | %.2f | %s | %s | %.1f s |\n", n, median(create), median(rec), duration(median(recTime)), strings.Join(parts, ", "), median(cpu))
+	}
+	w("\nThe identity floor sends exactly 1 PUT (status) per request. Signer time is the mean wall time of a signer reconcile (including the one its own status write triggers, which finds the request concluded and returns), API round trips and client-side rate-limit waits included.\n")
 }

@@ -212,6 +212,12 @@ func (t *tracker) count() int {
 
 // watch starts a namespaced cache in the bench process and feeds obj's events to t.
 func watch(ctx context.Context, cfg *rest.Config, obj client.Object, t *tracker) error {
+	return watchWith(ctx, cfg, obj, t.observe)
+}
+
+// watchWith starts a namespaced cache in the bench process and calls observe with
+// every object of obj's kind added or updated.
+func watchWith(ctx context.Context, cfg *rest.Config, obj client.Object, observe func(any)) error {
 	c, err := cache.New(cfg, cache.Options{Scheme: scheme, DefaultNamespaces: map[string]cache.Config{benchNamespace: {}}})
 	if err != nil {
 		return err
@@ -222,8 +228,8 @@ func watch(ctx context.Context, cfg *rest.Config, obj client.Object, t *tracker)
 		return err
 	}
 	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    t.observe,
-		UpdateFunc: func(_, o any) { t.observe(o) },
+		AddFunc:    observe,
+		UpdateFunc: func(_, o any) { observe(o) },
 	})
 	if err != nil {
 		return err
