@@ -53,8 +53,10 @@ func mismatches(ns string) []string {
 	for i := range list.Items {
 		ms := &list.Items[i]
 		key := client.ObjectKeyFromObject(ms)
-		dep, svc, cm := &appsv1.Deployment{}, &corev1.Service{}, &corev1.ConfigMap{}
+		dep, svc, cm, sa := &appsv1.Deployment{}, &corev1.Service{}, &corev1.ConfigMap{}, &corev1.ServiceAccount{}
 		switch {
+		case k8sClient.Get(ctx, key, sa) != nil || !metav1.IsControlledBy(sa, ms):
+			out = append(out, key.Name+": ServiceAccount missing or not owned by this MeshService")
 		case k8sClient.Get(ctx, key, dep) != nil:
 			out = append(out, key.Name+": no Deployment")
 		case ptr.Deref(dep.Spec.Replicas, -1) != ptr.Deref(ms.Spec.Replicas, 1):
@@ -212,7 +214,8 @@ var _ = Describe("Faults", func() {
 
 // playGarbageCollector stands in for kube-controller-manager, which envtest does
 // not run: it deletes objects in ns whose controlling MeshService is gone (by
-// UID), until the test ends. It returns the count of objects it collected.
+// UID), until the test ends (ServiceAccounts included: a recreated MeshService
+// finds its old one in the way until it is collected). It returns the count of objects it collected.
 func playGarbageCollector(ns string) *atomic.Int32 {
 	var collected atomic.Int32
 	stop := make(chan struct{})
@@ -236,7 +239,8 @@ func playGarbageCollector(ns string) *atomic.Int32 {
 			var deps appsv1.DeploymentList
 			var svcs corev1.ServiceList
 			var cms corev1.ConfigMapList
-			for _, list := range []client.ObjectList{&deps, &svcs, &cms} {
+			var sas corev1.ServiceAccountList
+			for _, list := range []client.ObjectList{&deps, &svcs, &cms, &sas} {
 				_ = k8sClient.List(ctx, list, client.InNamespace(ns), client.HasLabels{objects.ServiceLabel})
 			}
 			var objs []client.Object
@@ -248,6 +252,9 @@ func playGarbageCollector(ns string) *atomic.Int32 {
 			}
 			for i := range cms.Items {
 				objs = append(objs, &cms.Items[i])
+			}
+			for i := range sas.Items {
+				objs = append(objs, &sas.Items[i])
 			}
 			for _, obj := range objs {
 				if ref := metav1.GetControllerOf(obj); ref != nil && !live[ref.UID] {
