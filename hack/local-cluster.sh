@@ -193,7 +193,9 @@ The seed mesh is up ($((SECONDS - t0))s). Look around:
 
   export KUBECONFIG=$KUBECONFIG_PATH
   $BIN_DIR/kubectl get -n $DEMO_NAMESPACE ms,smesh,deploy,svc,cm,pods -o wide
-  $BIN_DIR/kubectl describe -n $DEMO_NAMESPACE ms/service-a      # conditions, sidecars, events
+  $BIN_DIR/kubectl describe -n $DEMO_NAMESPACE ms/service-a      # conditions, identity, sidecars, events
+  $BIN_DIR/kubectl get -n $DEMO_NAMESPACE podcertificaterequests    # the sidecars' certificates, signed by the operator
+  $BIN_DIR/kubectl get clustertrustbundles                          # the mesh's CA, as every pod trusts it
   $BIN_DIR/kubectl get -n $DEMO_NAMESPACE cm/service-a-envoy -o yaml  # the generated Envoy config
   curl -s http://$DOUBLE_CONTROL_ADDRESS/sidecars            # what the sidecar double serves
 

@@ -3,7 +3,8 @@
 // Package e2e runs the operator end to end against a local kwok cluster (real
 // etcd, kube-apiserver, kube-controller-manager, kube-scheduler; kwok fakes the
 // kubelet) with the sidecar test double (test/sidecardouble) standing in for
-// Envoy. Run it with `make test-e2e`; it starts a fresh cluster in BeforeSuite
+// Envoy and the kubelet double (test/kubeletdouble) for the kubelet's Pod
+// Certificate half. Run it with `make test-e2e`; it starts a fresh cluster in BeforeSuite
 // through hack/local-cluster.sh and removes it in AfterSuite (E2E_KEEP=1 keeps it).
 package e2e
 
@@ -72,12 +73,13 @@ var _ = BeforeSuite(func() {
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
 	Expect(meshv1alpha1.AddToScheme(scheme)).To(Succeed())
 
-	By("starting a fresh kwok cluster, the operator and the sidecar double")
+	By("starting a fresh kwok cluster, the operator, the sidecar double and the kubelet double")
 	cluster("down")
 	cluster("up")
 	cluster("install")
 	cluster("start-operator")
 	cluster("start-double")
+	cluster("start-kubelet-double")
 
 	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(stateDir, "kubeconfig"))
 	Expect(err).NotTo(HaveOccurred())
@@ -110,7 +112,7 @@ var _ = AfterSuite(func() {
 
 // dumpLogs prints the tail of the operator's and the double's logs, for failures.
 func dumpLogs() {
-	for _, name := range []string{"manager", "sidecardouble"} {
+	for _, name := range []string{"manager", "sidecardouble", "kubeletdouble"} {
 		b, err := os.ReadFile(filepath.Join(stateDir, "logs", name+".log"))
 		if err != nil {
 			continue
