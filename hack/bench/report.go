@@ -235,7 +235,7 @@ func (r *results) markdown() string {
 				ratios = append(ratios, total[i]/fl[i])
 			}
 			ratio := mTotal / mFloor
-			w("| Convergence, N=%d: floor (same creates at once; bare writer streams the same 3 applies + 1 status write each) | %.2f s | %s | |\n", n, mFloor, list(fl, "%.2f"))
+			w("| Convergence, N=%d: floor (same creates at once; bare writer streams the same 4 applies + 1 status write each) | %.2f s | %s | |\n", n, mFloor, list(fl, "%.2f"))
 			w("| Convergence, N=%d: ratio manager / floor | %.2f | %s | ≤ 1.25: %s |\n", n, ratio, list(ratios, "%.2f"), verdict(ratio <= 1.25))
 			w("| Convergence, N=%d: the floor's writes alone (MeshServices created beforehand, not timed) | %.2f s | %s | |\n", n, median(wr), list(wr, "%.2f"))
 		}
@@ -343,7 +343,7 @@ func (r *results) markdown() string {
 			}
 			w("| %d | %.2f s | %.2f | %s | %.1f s |\n", n, median(create), median(rec), strings.Join(parts, ", "), median(cpu))
 		}
-		w("\nThe floor sends exactly 3 PATCH (apply) and 1 PUT (status) per MeshService.\n")
+		w("\nThe floor sends exactly 4 PATCH (apply) and 1 PUT (status) per MeshService.\n")
 	}
 	r.identityWork(w)
 

@@ -112,7 +112,7 @@ func sizedProbe() *meshv1alpha1.MeshService {
 
 // converged is the end state of a MeshService in envtest: the operator wrote its
 // objects and status for this generation with every upstream resolved. (Ready stays
-// False: envtest runs no Deployment controller.) Status is written after the three
+// False: envtest runs no Deployment controller.) Status is written after the four
 // applies, so it implies the objects exist; the run checks that once at the end.
 func converged(ms *meshv1alpha1.MeshService) bool {
 	return ms.Generation > 0 && ms.Status.ObservedGeneration == ms.Generation &&
@@ -441,7 +441,7 @@ type floorResult struct {
 // behind them (the same start line as the manager run), once with the MeshServices
 // created beforehand (the writes alone). The writer is a cache-less
 // controller-runtime client with the manager's QPS, burst and concurrency; per
-// MeshService it sends the manager's three server-side applies (same bodies, same
+// MeshService it sends the manager's four server-side applies (same bodies, same
 // field owner) and one status update.
 func floorRun(ctx context.Context, o options, n, run int) (*floorResult, error) {
 	r := &floorResult{}
