@@ -151,30 +151,29 @@ func (s *PodCertificateSigner) membershipOf(ctx context.Context, pod *corev1.Pod
 		if err != nil || !found || !ms.DeletionTimestamp.IsZero() {
 			return nil, err
 		}
-		mesh, err := s.mesh(ctx, pod.Namespace, ms.Spec.Mesh)
-		if err != nil {
+		// The mesh only decides the mode, and most MeshServices name one that
+		// does not exist (built-in defaults): the cache's word is enough here, as
+		// a miss can only lead to an issue, never to a denial, and asking the API
+		// server would double the signer's requests.
+		mesh := &meshv1alpha1.ServiceMesh{}
+		err = s.Get(ctx, types.NamespacedName{Namespace: pod.Namespace, Name: ms.Spec.Mesh}, mesh)
+		switch {
+		case apierrors.IsNotFound(err):
+			mesh = nil
+		case err != nil:
 			return nil, err
 		}
 		return &membership{owner: "MeshService " + ms.Name, serviceAccount: objects.ServiceAccountName(ms), mesh: mesh}, nil
 	}
 	if name, ok := pod.Labels[objects.GatewayLabel]; ok {
-		mesh, err := s.mesh(ctx, pod.Namespace, name)
-		if err != nil || mesh == nil || mesh.Spec.Gateway == nil || !mesh.Spec.Gateway.Enabled {
+		mesh := &meshv1alpha1.ServiceMesh{}
+		found, err := s.lookup(ctx, types.NamespacedName{Namespace: pod.Namespace, Name: name}, mesh)
+		if err != nil || !found || mesh.Spec.Gateway == nil || !mesh.Spec.Gateway.Enabled {
 			return nil, err
 		}
 		return &membership{owner: "the gateway of ServiceMesh " + mesh.Name, serviceAccount: objects.GatewayServiceAccountName(mesh), mesh: mesh}, nil
 	}
 	return nil, nil
-}
-
-// mesh is the named ServiceMesh, nil when it does not exist.
-func (s *PodCertificateSigner) mesh(ctx context.Context, namespace, name string) (*meshv1alpha1.ServiceMesh, error) {
-	mesh := &meshv1alpha1.ServiceMesh{}
-	found, err := s.lookup(ctx, types.NamespacedName{Namespace: namespace, Name: name}, mesh)
-	if err != nil || !found {
-		return nil, err
-	}
-	return mesh, nil
 }
 
 // lookup reads key into obj from the cache, falling back to the API server when
