@@ -17,6 +17,9 @@ const (
 	// ConditionIdentity is True when the sidecars get a workload identity (a
 	// SPIFFE certificate); its message says when another MeshService shares it.
 	ConditionIdentity = "Identity"
+	// ConditionUpstreamsAuthorized is True when every upstream will accept this
+	// service's calls; its message names each one that will refuse, and why.
+	ConditionUpstreamsAuthorized = "UpstreamsAuthorized"
 )
 
 // MeshServiceSpec is one service of the mesh: the application's pod template plus
@@ -84,6 +87,15 @@ type MeshServiceSpec struct {
 	// sidecar overrides the mesh's sidecar settings for this service.
 	// +optional
 	Sidecar *SidecarSettings `json:"sidecar,omitempty"`
+
+	// allowFrom consents to callers from other namespaces: MeshServices and
+	// gateways there that name or route to this service are accepted only when an
+	// entry matches their namespace (and, when set, their ServiceAccount). Callers
+	// of this service's own namespace need no entry: declaring it is enough.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	AllowFrom []AllowFrom `json:"allowFrom,omitempty"`
 }
 
 // Upstream is a MeshService this one calls through a local egress listener.
@@ -109,6 +121,21 @@ type Upstream struct {
 	// traffic overrides the upstream's own spec.traffic for calls from this service.
 	// +optional
 	Traffic *TrafficPolicy `json:"traffic,omitempty"`
+}
+
+// AllowFrom accepts callers from another namespace.
+type AllowFrom struct {
+	// namespace of the callers.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespace string `json:"namespace"`
+	// serviceAccount, when set, accepts only that ServiceAccount's identity of the
+	// namespace; unset accepts every identity of it.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +optional
+	ServiceAccount string `json:"serviceAccount,omitempty"`
 }
 
 // MeshServiceStatus is what the operator wrote and what the sidecars report.
@@ -162,6 +189,20 @@ type MeshServiceStatus struct {
 	// identity is who the sidecars are to their peers.
 	// +optional
 	Identity *IdentityStatus `json:"identity,omitempty"`
+
+	// authorizedCallers are the identities this service accepts calls from.
+	// +optional
+	AuthorizedCallers *AuthorizedCallers `json:"authorizedCallers,omitempty"`
+}
+
+// AuthorizedCallers lists the SPIFFE IDs the inbound policy allows.
+type AuthorizedCallers struct {
+	// count of the authorized identities; spiffeIDs lists the first 20.
+	Count int32 `json:"count"`
+	// +kubebuilder:validation:MaxItems=20
+	// +listType=atomic
+	// +optional
+	SPIFFEIDs []string `json:"spiffeIDs,omitempty"`
 }
 
 // IdentityStatus is the workload identity of a MeshService's pods.
@@ -197,6 +238,16 @@ type ProxyStatus struct {
 	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
 	// +optional
 	Error string `json:"error,omitempty"`
+	// certificateExpiry of the sidecar's identity certificate, as it reports it.
+	// +optional
+	CertificateExpiry *metav1.Time `json:"certificateExpiry,omitempty"`
+	// denied counts the inbound connections and requests the sidecar refused
+	// since it started: authorization denials and failed TLS handshakes.
+	// +optional
+	Denied int64 `json:"denied,omitempty"`
+	// auditDenied counts what Enforce would have denied, in Audit mode.
+	// +optional
+	AuditDenied int64 `json:"auditDenied,omitempty"`
 }
 
 // UpstreamStatus reports one spec.upstreams entry.
@@ -205,6 +256,9 @@ type UpstreamStatus struct {
 	Namespace string `json:"namespace"`
 	// resolved is true when the upstream MeshService exists.
 	Resolved bool `json:"resolved"`
+	// authorized is true when the upstream accepts this service's calls.
+	// +optional
+	Authorized bool `json:"authorized,omitempty"`
 	// +optional
 	HealthyEndpoints int32 `json:"healthyEndpoints,omitempty"`
 	// +optional

@@ -24,6 +24,43 @@ type ServiceMeshSpec struct {
 	// and, with it, mutual TLS.
 	// +optional
 	MTLS *MTLS `json:"mtls,omitempty"`
+
+	// authorization sets whether the sidecars admit only the callers the call
+	// graph authorizes.
+	// +optional
+	Authorization *Authorization `json:"authorization,omitempty"`
+}
+
+// AuthorizationMode is how the inbound policy is applied.
+// +kubebuilder:validation:Enum=Enforce;Audit;Off
+type AuthorizationMode string
+
+// Authorization modes.
+const (
+	// AuthorizationEnforce admits only the authorized callers.
+	AuthorizationEnforce AuthorizationMode = "Enforce"
+	// AuthorizationAudit admits every mesh identity and counts what Enforce would deny.
+	AuthorizationAudit AuthorizationMode = "Audit"
+	// AuthorizationOff admits every mesh identity.
+	AuthorizationOff AuthorizationMode = "Off"
+)
+
+// Authorization is the mesh's authorization setting.
+type Authorization struct {
+	// mode: Enforce (the default) admits only the callers that declare the
+	// service (and, from other namespaces, that it consents to); Audit admits any
+	// mesh identity and counts what Enforce would deny; Off admits any mesh identity.
+	// +kubebuilder:default=Enforce
+	// +optional
+	Mode AuthorizationMode `json:"mode,omitempty"`
+}
+
+// AuthorizationModeOf is the mesh's mode, Enforce when unset or without a mesh.
+func AuthorizationModeOf(mesh *ServiceMesh) AuthorizationMode {
+	if mesh == nil || mesh.Spec.Authorization == nil || mesh.Spec.Authorization.Mode == "" {
+		return AuthorizationEnforce
+	}
+	return mesh.Spec.Authorization.Mode
 }
 
 // MTLSMode is how much of the mesh's traffic is mutual TLS.
