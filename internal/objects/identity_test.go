@@ -83,3 +83,26 @@ func TestDisabledMTLSGetsNoIdentityVolume(t *testing.T) {
 		}
 	}
 }
+
+// TestNetworkPolicyAdmitsOnlyTheSidecar: ingress reaches servicePort and the
+// status port, never the app's port.
+func TestNetworkPolicyAdmitsOnlyTheSidecar(t *testing.T) {
+	ms := testMeshService()
+	np := NetworkPolicy(ms)
+	if np.Name != ms.Name || !metav1.IsControlledBy(np, ms) {
+		t.Errorf("NetworkPolicy %s, controlled %v", np.Name, metav1.IsControlledBy(np, ms))
+	}
+	if d := cmp.Diff(SelectorLabels(ms), np.Spec.PodSelector.MatchLabels); d != "" {
+		t.Errorf("pod selector (-want +got):\n%s", d)
+	}
+	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 0 {
+		t.Fatalf("ingress %+v: want one rule, from anywhere", np.Spec.Ingress)
+	}
+	var ports []int32
+	for _, p := range np.Spec.Ingress[0].Ports {
+		ports = append(ports, p.Port.IntVal)
+	}
+	if d := cmp.Diff([]int32{ms.Spec.ServicePort, 15021}, ports); d != "" {
+		t.Errorf("ports (-want +got):\n%s", d)
+	}
+}

@@ -1,0 +1,125 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+	"github.com/envoymesh/envoymesh-operator/internal/identity"
+	"github.com/envoymesh/envoymesh-operator/internal/objects"
+)
+
+// Authorization follows the call graph: a service accepts exactly the callers
+// that declare it (spec.upstreams, or a gateway route), and a caller of another
+// namespace only when the service consents to that namespace (spec.allowFrom).
+// A declaration is the caller's; consent is the callee's.
+
+// Reasons of UpstreamsAuthorized and of a route refused for want of consent.
+const (
+	ReasonAuthorized   = "Authorized"
+	ReasonRefused      = "Refused"
+	ReasonNotAllowed   = "NotAllowed"
+	maxListedCallerIDs = 20
+)
+
+// caller is a MeshService or a gateway that declares a service, as its identity.
+type caller struct {
+	namespace, serviceAccount string
+}
+
+// consents reports whether callee accepts callers running as serviceAccount in
+// namespace: its own namespace always, another only through spec.allowFrom.
+func consents(callee *meshv1alpha1.MeshService, namespace, serviceAccount string) bool {
+	if namespace == callee.Namespace {
+		return true
+	}
+	for _, a := range callee.Spec.AllowFrom {
+		if a.Namespace == namespace && (a.ServiceAccount == "" || a.ServiceAccount == serviceAccount) {
+			return true
+		}
+	}
+	return false
+}
+
+// authorizedPrincipals are the SPIFFE IDs of the declared callers the callee
+// consents to, sorted and deduplicated (callers sharing a ServiceAccount are one
+// identity).
+func authorizedPrincipals(callee *meshv1alpha1.MeshService, callers []caller, trustDomain string) []string {
+	var ids []string
+	for _, c := range callers {
+		if consents(callee, c.namespace, c.serviceAccount) {
+			ids = append(ids, identity.SPIFFEID(trustDomain, c.namespace, c.serviceAccount))
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+// authorizedCallersStatus is what status reports of the principals: a count and
+// the first few.
+func authorizedCallersStatus(ids []string) *meshv1alpha1.AuthorizedCallers {
+	st := &meshv1alpha1.AuthorizedCallers{Count: int32(len(ids))}
+	st.SPIFFEIDs = slices.Clone(ids[:min(len(ids), maxListedCallerIDs)])
+	return st
+}
+
+// refusal says why callee will refuse calls from the caller ms (whose mesh is
+// callerMesh), or "" when it will accept them.
+func refusal(ms *meshv1alpha1.MeshService, callerMesh *meshv1alpha1.ServiceMesh, callee *meshv1alpha1.MeshService, calleeMesh *meshv1alpha1.ServiceMesh) string {
+	calleeMode := meshv1alpha1.MTLSModeOf(calleeMesh)
+	switch {
+	case calleeMode == meshv1alpha1.MTLSDisabled:
+		return "" // plaintext, no authorization
+	case !meshv1alpha1.HasIdentity(callerMesh):
+		if calleeMode == meshv1alpha1.MTLSStrict {
+			return fmt.Sprintf("%s/%s requires mTLS and ServiceMesh %s has spec.mtls.mode Disabled", callee.Namespace, callee.Name, callerMesh.Name)
+		}
+		return "" // Permissive: the plaintext chain forwards it
+	case meshv1alpha1.AuthorizationModeOf(calleeMesh) != meshv1alpha1.AuthorizationEnforce:
+		return ""
+	case !consents(callee, ms.Namespace, objects.ServiceAccountName(ms)):
+		return fmt.Sprintf("%s/%s does not consent to namespace %s: it needs spec.allowFrom {namespace: %s} (or with serviceAccount: %s)",
+			callee.Namespace, callee.Name, ms.Namespace, ms.Namespace, objects.ServiceAccountName(ms))
+	}
+	return ""
+}
+
+// upstreamsAuthorizedCondition names each upstream that will refuse this service.
+func upstreamsAuthorizedCondition(refusals []string, total int) metav1.Condition {
+	if len(refusals) > 0 {
+		return newCondition(meshv1alpha1.ConditionUpstreamsAuthorized, false, ReasonRefused, fmt.Sprintf("%v", refusals))
+	}
+	return newCondition(meshv1alpha1.ConditionUpstreamsAuthorized, true, ReasonAuthorized, fmt.Sprintf("all %d resolved upstreams accept this service", total))
+}
+
+// findDeclaredCallers lists who declares ms: the MeshServices of any namespace
+// that name it in spec.upstreams, and the enabled gateways that route to it.
+// Consent is applied by authorizedPrincipals.
+func (r *MeshServiceReconciler) findDeclaredCallers(ctx context.Context, ms *meshv1alpha1.MeshService) ([]caller, error) {
+	key := client.ObjectKeyFromObject(ms).String()
+	var services meshv1alpha1.MeshServiceList
+	if err := r.List(ctx, &services, client.MatchingFields{upstreamIndex: key}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	var out []caller
+	for i := range services.Items {
+		if s := &services.Items[i]; s.DeletionTimestamp.IsZero() {
+			out = append(out, caller{namespace: s.Namespace, serviceAccount: objects.ServiceAccountName(s)})
+		}
+	}
+	var meshes meshv1alpha1.ServiceMeshList
+	if err := r.List(ctx, &meshes, client.MatchingFields{routeIndex: key}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	for i := range meshes.Items {
+		if m := &meshes.Items[i]; m.DeletionTimestamp.IsZero() && m.Spec.Gateway != nil && m.Spec.Gateway.Enabled {
+			out = append(out, caller{namespace: m.Namespace, serviceAccount: objects.GatewayServiceAccountName(m)})
+		}
+	}
+	return out, nil
+}
