@@ -6,8 +6,12 @@ import (
 	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 	"github.com/envoymesh/envoymesh-operator/internal/identity"
@@ -122,4 +126,78 @@ func (r *MeshServiceReconciler) findDeclaredCallers(ctx context.Context, ms *mes
 		}
 	}
 	return out, nil
+}
+
+// upstreamKeysOf are the MeshServices a MeshService declares.
+func upstreamKeysOf(o client.Object) []types.NamespacedName {
+	ms, ok := o.(*meshv1alpha1.MeshService)
+	if !ok {
+		return nil
+	}
+	keys := make([]types.NamespacedName, 0, len(ms.Spec.Upstreams))
+	for _, u := range ms.Spec.Upstreams {
+		keys = append(keys, u.Key(ms.Namespace))
+	}
+	return keys
+}
+
+// routeKeysOf are the MeshServices a ServiceMesh's gateway routes to.
+func routeKeysOf(o client.Object) []types.NamespacedName {
+	mesh, ok := o.(*meshv1alpha1.ServiceMesh)
+	if !ok || mesh.Spec.Gateway == nil {
+		return nil
+	}
+	keys := make([]types.NamespacedName, 0, len(mesh.Spec.Gateway.Routes))
+	for _, r := range mesh.Spec.Gateway.Routes {
+		keys = append(keys, r.Key(mesh.Namespace))
+	}
+	return keys
+}
+
+// declaredHandler enqueues the services an object declares (keysOf), before and
+// after a change, when the declarations or the declarer's identity changed: the
+// callee's inbound policy names its callers.
+func declaredHandler(keysOf func(client.Object) []types.NamespacedName) handler.TypedEventHandler[client.Object, reconcile.Request] {
+	add := func(q workqueue.TypedRateLimitingInterface[reconcile.Request], objs ...client.Object) {
+		for _, o := range objs {
+			for _, k := range keysOf(o) {
+				q.Add(reconcile.Request{NamespacedName: k})
+			}
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(q, e.Object)
+		},
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() {
+				add(q, e.ObjectOld, e.ObjectNew)
+			}
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			add(q, e.Object)
+		},
+	}
+}
+
+// authorizeUpstreams marks each resolved upstream authorized or not and returns
+// why each refusing one will refuse.
+func (b *statusBuilder) authorizeUpstreams(mesh *meshv1alpha1.ServiceMesh, found map[types.NamespacedName]*meshv1alpha1.MeshService,
+	meshes map[types.NamespacedName]*meshv1alpha1.ServiceMesh) []string {
+	var refusals []string
+	for i := range b.status.Upstreams {
+		u := &b.status.Upstreams[i]
+		key := types.NamespacedName{Namespace: u.Namespace, Name: u.Name}
+		callee, ok := found[key]
+		if !ok {
+			u.Authorized = false
+			continue
+		}
+		why := refusal(b.ms, mesh, callee, meshes[key])
+		u.Authorized = why == ""
+		if why != "" {
+			refusals = append(refusals, why)
+		}
+	}
+	return refusals
 }

@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -67,6 +68,7 @@ type MeshServiceReconciler struct {
 // +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile converges one MeshService.
@@ -93,6 +95,20 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	st := newStatusBuilder(ms)
 	st.setConditions(upstreamsResolvedCondition(st.upstreams(found), len(ms.Spec.Upstreams)))
+	upstreamMeshes, err := r.findUpstreamMeshes(ctx, found)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	st.setConditions(upstreamsAuthorizedCondition(st.authorizeUpstreams(mesh, found, upstreamMeshes), len(found)))
+	declared, err := r.findDeclaredCallers(ctx, ms)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	principals := authorizedPrincipals(ms, declared, r.TrustDomain)
+	st.status.AuthorizedCallers = nil
+	if meshv1alpha1.HasIdentity(mesh) {
+		st.status.AuthorizedCallers = authorizedCallersStatus(principals)
+	}
 	svc := envoyconfig.ServiceFor(ms, found, mesh)
 	if svc.Callers, err = r.findCallers(ctx, ms); err != nil {
 		return ctrl.Result{}, err
@@ -122,7 +138,14 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		owned(objects.Service(ms), &corev1.Service{}),
 		owned(objects.Deployment(ms, sidecar, cfg.BootstrapVersion, meshv1alpha1.HasIdentity(mesh)), &appsv1.Deployment{}),
 	)
+	strict := meshv1alpha1.MTLSModeOf(mesh) == meshv1alpha1.MTLSStrict
+	if strict {
+		objs = append(objs, owned(objects.NetworkPolicy(ms), &networkingv1.NetworkPolicy{}))
+	}
 	applyErr := applyAllOwned(ctx, r.Client, &r.applied, ms, objs)
+	if applyErr == nil && !strict {
+		applyErr = r.deleteNetworkPolicy(ctx, ms)
+	}
 	var notOwned *errNotOwned
 	switch {
 	case errors.As(applyErr, &notOwned):
@@ -164,6 +187,37 @@ func (r *MeshServiceReconciler) fail(ctx context.Context, ms *meshv1alpha1.MeshS
 	r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, reason, action, "%v", err)
 	st.setConditions(meshServiceReadyCondition(meshServiceReadyInputs{failure: &failure{reason: reason, message: err.Error()}}))
 	return ctrl.Result{}, r.writeStatus(ctx, ms, st)
+}
+
+// findUpstreamMeshes returns the ServiceMesh of each found upstream (nil when it
+// has none: built-in defaults), whose modes decide whether it will accept us.
+func (r *MeshServiceReconciler) findUpstreamMeshes(ctx context.Context, found map[types.NamespacedName]*meshv1alpha1.MeshService) (map[types.NamespacedName]*meshv1alpha1.ServiceMesh, error) {
+	meshes := make(map[types.NamespacedName]*meshv1alpha1.ServiceMesh, len(found))
+	for key, up := range found {
+		mesh, err := r.findMesh(ctx, up)
+		if err != nil {
+			return nil, err
+		}
+		meshes[key] = mesh
+	}
+	return meshes, nil
+}
+
+// deleteNetworkPolicy removes the Strict-mode NetworkPolicy when the mesh is no
+// longer Strict, if ms controls it (a foreign one is never touched).
+func (r *MeshServiceReconciler) deleteNetworkPolicy(ctx context.Context, ms *meshv1alpha1.MeshService) error {
+	np := &networkingv1.NetworkPolicy{}
+	err := r.Get(ctx, client.ObjectKeyFromObject(ms), np)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !metav1.IsControlledBy(np, ms) {
+		return nil
+	}
+	return client.IgnoreNotFound(r.Delete(ctx, np))
 }
 
 // findUpstreams returns the upstream MeshServices that exist, by key.
@@ -317,6 +371,7 @@ func (r *MeshServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&appsv1.Deployment{}, builder.WithPredicates(notCreated)).
 		Owns(&corev1.Service{}, builder.WithPredicates(notCreated)).
 		Owns(&corev1.ServiceAccount{}, builder.WithPredicates(notCreated)).
+		Owns(&networkingv1.NetworkPolicy{}, builder.WithPredicates(notCreated)).
 		// ConfigMaps are watched as metadata only: we write their data and
 		// never read it back, and the API server need not send it to us.
 		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata, builder.WithPredicates(notCreated)).
@@ -331,6 +386,10 @@ func (r *MeshServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// MeshServices running as one ServiceAccount share an identity, and say so.
 		Watches(&meshv1alpha1.MeshService{}, r.sharersHandler()).
+		// A callee's policy lists its callers: a declaration made or withdrawn,
+		// or a caller's identity changed, re-reconciles the callees before and after.
+		Watches(&meshv1alpha1.MeshService{}, declaredHandler(upstreamKeysOf)).
+		Watches(&meshv1alpha1.ServiceMesh{}, declaredHandler(routeKeysOf)).
 		Watches(&meshv1alpha1.ServiceMesh{}, handler.EnqueueRequestsFromMapFunc(r.membersOf),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controllerOptions(r.MaxConcurrentReconciles))
