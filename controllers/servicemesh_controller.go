@@ -104,7 +104,7 @@ func (r *ServiceMeshReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *meshv1alpha1.ServiceMesh,
 	status *meshv1alpha1.ServiceMeshStatus) (*gatewayState, *failure, error) {
 	found := map[types.NamespacedName]*meshv1alpha1.MeshService{}
-	var missing []string
+	var missing, notAllowed []string
 	for _, route := range mesh.Spec.Gateway.Routes {
 		key := route.Key(mesh.Namespace)
 		ms := &meshv1alpha1.MeshService{}
@@ -114,11 +114,14 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 			missing = append(missing, key.String())
 		case err != nil:
 			return nil, nil, err
+		case !consents(ms, mesh.Namespace, objects.GatewayServiceAccountName(mesh)):
+			// Routing is a declaration; another namespace must consent to it.
+			notAllowed = append(notAllowed, key.String())
 		default:
 			found[key] = ms
 		}
 	}
-	setConditions(&status.Conditions, mesh.Generation, routesResolvedCondition(missing, len(mesh.Spec.Gateway.Routes)))
+	setConditions(&status.Conditions, mesh.Generation, routesResolvedCondition(missing, notAllowed, len(mesh.Spec.Gateway.Routes)))
 
 	cfg, err := envoyconfig.BuildGateway(envoyconfig.GatewayFor(mesh, found), envoyconfig.Options{ClusterDomain: r.ClusterDomain})
 	if err != nil {

@@ -21,7 +21,11 @@ const (
 
 // routesResolvedCondition is RoutesResolved: True when no route target is
 // missing among the total routes.
-func routesResolvedCondition(missing []string, total int) metav1.Condition {
+func routesResolvedCondition(missing, notAllowed []string, total int) metav1.Condition {
+	if len(notAllowed) > 0 {
+		return newCondition(ConditionRoutesResolved, false, ReasonNotAllowed,
+			fmt.Sprintf("MeshService %v of another namespace does not consent to this gateway (it needs spec.allowFrom naming this namespace); its routes answer 403 until it does", notAllowed))
+	}
 	if len(missing) > 0 {
 		return newCondition(ConditionRoutesResolved, false, ReasonRouteNotFound,
 			fmt.Sprintf("MeshService %v not found; its routes answer 503 until it exists", missing))

@@ -20,17 +20,19 @@ import (
 
 func TestRoutesResolvedCondition(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		missing []string
-		total   int
-		want    metav1.Condition
+		name                string
+		missing, notAllowed []string
+		total               int
+		want                metav1.Condition
 	}{
-		{"all resolved", nil, 2, newCondition(ConditionRoutesResolved, true, ReasonResolved, "all 2 routes resolved")},
-		{"one missing", []string{"ns/b"}, 2, newCondition(ConditionRoutesResolved, false, ReasonRouteNotFound,
+		{"all resolved", nil, nil, 2, newCondition(ConditionRoutesResolved, true, ReasonResolved, "all 2 routes resolved")},
+		{"one missing", []string{"ns/b"}, nil, 2, newCondition(ConditionRoutesResolved, false, ReasonRouteNotFound,
 			"MeshService [ns/b] not found; its routes answer 503 until it exists")},
+		{"one without consent, one missing: consent first", []string{"ns/b"}, []string{"other/pay"}, 2, newCondition(ConditionRoutesResolved, false, ReasonNotAllowed,
+			"MeshService [other/pay] of another namespace does not consent to this gateway (it needs spec.allowFrom naming this namespace); its routes answer 403 until it does")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, routesResolvedCondition(tc.missing, tc.total)); diff != "" {
+			if diff := cmp.Diff(tc.want, routesResolvedCondition(tc.missing, tc.notAllowed, tc.total)); diff != "" {
 				t.Errorf("routesResolvedCondition() (-want +got):\n%s", diff)
 			}
 		})
