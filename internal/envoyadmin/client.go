@@ -54,6 +54,10 @@ type Observation struct {
 	CDSRejected uint64
 	// Clusters is the host health of every upstream cluster, sorted by name.
 	Clusters []ClusterHealth
+	// Denied and AuditDenied are Stats.Denied and Stats.AuditDenied: inbound requests and
+	// connections refused, and those Enforce would refuse in Audit mode, since the proxy started.
+	Denied      uint64
+	AuditDenied uint64
 }
 
 // Client queries sidecar status listeners. It is safe for concurrent use.
@@ -125,6 +129,8 @@ func (c *Client) Probe(ctx context.Context, baseURL string) (Observation, error)
 		LDSRejected:  stats.LDS.UpdateRejected,
 		CDSRejected:  stats.CDS.UpdateRejected,
 		Clusters:     clusters,
+		Denied:       stats.Denied,
+		AuditDenied:  stats.AuditDenied,
 	}, nil
 }
 

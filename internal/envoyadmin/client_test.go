@@ -111,6 +111,7 @@ var wantFixtureObservation = Observation{
 	LDSRejected:  0,
 	CDSRejected:  1,
 	Clusters:     []ClusterHealth{{Name: "fake_cluster", Hosts: 1}},
+	Denied:       13,
 }
 
 func TestProbeFixtures(t *testing.T) {
@@ -127,6 +128,7 @@ func TestProbeFixtures(t *testing.T) {
 				State: StateLive, EnvoyVersion: "1.9.0-dev",
 				LDSVersion: "9f2c1e7a", CDSVersion: "9f2c1e7a", CDSRejected: 1,
 				Clusters: []ClusterHealth{{Name: "test_cluster", Hosts: 1}},
+				Denied:   13,
 			},
 		},
 		{

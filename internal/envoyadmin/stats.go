@@ -4,19 +4,52 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
 
-// StatsFilter is the RE2 regex Client sends as /stats?filter=. It matches exactly the four stats
-// ParseStats reads: an unfiltered /stats walks every stat in the proxy, which takes seconds on big
-// proxies and holds up the admin thread that also answers /ready.
-const StatsFilter = `^(listener_manager\.lds|cluster_manager\.cds)\.(version_text|update_rejected)$`
+// StatsFilter is the RE2 regex Client sends as /stats?filter=. It matches exactly the stats
+// ParseStats reads (the LDS/CDS update stats, deniedStats and auditDeniedStats): an unfiltered
+// /stats walks every stat in the proxy, which takes seconds on big proxies and holds up the admin
+// thread that also answers /ready.
+const StatsFilter = `^((listener_manager\.lds|cluster_manager\.cds)\.(version_text|update_rejected)` +
+	`|(http\.)?inbound\.rbac\.(shadow_)?denied` +
+	`|listener\.inbound\.ssl\.(connection_error|fail_verify_(no_cert|error|san|cert_hash)))$`
 
 const (
 	ldsPrefix = "listener_manager.lds."
 	cdsPrefix = "cluster_manager.cds."
 )
+
+// deniedStats are the counters Stats.Denied sums: what the inbound side refused. Their names
+// assume the stat prefix "inbound" on the inbound listener (Listener.stat_prefix: its stats are
+// rooted at listener.<stat_prefix>.), on its HTTP connection manager (HTTP filters' stats are
+// rooted at http.<stat_prefix>.) and on the network RBAC filter (rooted at <stat_prefix>.), and
+// no rules_stat_prefix on either RBAC filter: Envoy's RBAC stats are
+// <root>.rbac.<rules_stat_prefix>denied (filters/common/rbac/utility.cc, generateStats).
+var deniedStats = []string{
+	// The HTTP RBAC filter's 403s and the network RBAC filter's closed connections (Enforce).
+	"http.inbound.rbac.denied",
+	"inbound.rbac.denied",
+	// Failed TLS handshakes on the inbound listener (source/common/tls/stats.h, ALL_SSL_STATS):
+	// no client certificate, one that does not chain to the mesh's CA, a SAN or certificate hash
+	// that is not allowed, and every other TLS error (a plaintext client included).
+	"listener.inbound.ssl.fail_verify_no_cert",
+	"listener.inbound.ssl.fail_verify_error",
+	"listener.inbound.ssl.fail_verify_san",
+	"listener.inbound.ssl.fail_verify_cert_hash",
+	"listener.inbound.ssl.connection_error",
+}
+
+// auditDeniedStats are the counters Stats.AuditDenied sums: what the shadow rules of Audit mode
+// would have refused (<root>.rbac.<shadow_rules_stat_prefix>shadow_denied, with no
+// shadow_rules_stat_prefix).
+var auditDeniedStats = []string{
+	"http.inbound.rbac.shadow_denied",
+	"inbound.rbac.shadow_denied",
+}
 
 // XDSStats is what one xDS subscription (LDS or CDS) reports about the updates it received.
 type XDSStats struct {
@@ -27,11 +60,16 @@ type XDSStats struct {
 }
 
 // Stats holds the filtered stats. A stat Envoy did not report is left zero: a proxy without LDS
-// has no listener_manager.lds.* stats, and that is not an error. The server state comes from
-// /server_info, not from the server.state gauge.
+// has no listener_manager.lds.* stats, one without mTLS no listener.inbound.ssl.* stats, and that
+// is not an error. The server state comes from /server_info, not from the server.state gauge.
 type Stats struct {
 	LDS XDSStats
 	CDS XDSStats
+	// Denied sums deniedStats: inbound requests and connections refused by authorization (Enforce)
+	// or at the TLS handshake, since the proxy started.
+	Denied uint64
+	// AuditDenied sums auditDeniedStats: what Enforce would have refused, in Audit mode.
+	AuditDenied uint64
 }
 
 type statsJSON struct {
@@ -69,6 +107,25 @@ func (s *Stats) set(st statJSON) error {
 		return s.LDS.set(strings.TrimPrefix(st.Name, ldsPrefix), st.Value)
 	case strings.HasPrefix(st.Name, cdsPrefix):
 		return s.CDS.set(strings.TrimPrefix(st.Name, cdsPrefix), st.Value)
+	}
+	var sum *uint64
+	switch {
+	case slices.Contains(deniedStats, st.Name):
+		sum = &s.Denied
+	case slices.Contains(auditDeniedStats, st.Name):
+		sum = &s.AuditDenied
+	default:
+		return nil
+	}
+	n, err := counterValue(st.Value)
+	if err != nil {
+		return err
+	}
+	// Saturate rather than wrap: a sum that wrapped would read as denials going down.
+	if *sum > math.MaxUint64-n {
+		*sum = math.MaxUint64
+	} else {
+		*sum += n
 	}
 	return nil
 }

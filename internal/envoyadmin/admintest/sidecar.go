@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -28,6 +30,38 @@ const garbageBody = `{"stats": [{"name": "server.state", "value": `
 
 // states lists Envoy's server states in the order of the server.state gauge.
 var states = []string{"LIVE", "DRAINING", "PRE_INITIALIZING", "INITIALIZING"}
+
+// inboundCounters are the counters a sidecar with mTLS and authorization on an HTTP service has
+// from the start, all 0: its inbound HTTP connection manager's RBAC filter (stat prefix
+// "inbound") and its inbound listener's TLS (listener stat prefix "inbound"). SetCounter changes
+// them or adds others, such as a TCP service's network RBAC filter's inbound.rbac.denied.
+var inboundCounters = []string{
+	"http.inbound.rbac.allowed",
+	"http.inbound.rbac.denied",
+	"http.inbound.rbac.shadow_allowed",
+	"http.inbound.rbac.shadow_denied",
+	"listener.inbound.ssl.connection_error",
+	"listener.inbound.ssl.fail_verify_cert_hash",
+	"listener.inbound.ssl.fail_verify_error",
+	"listener.inbound.ssl.fail_verify_no_cert",
+	"listener.inbound.ssl.fail_verify_san",
+	"listener.inbound.ssl.handshake",
+	"listener.inbound.ssl.no_certificate",
+}
+
+// computedStats are the stats the stub derives from its state (SetState, SetVersion,
+// SetRejected); SetCounter refuses them.
+var computedStats = []string{
+	"cluster_manager.cds.version_text",
+	"listener_manager.lds.version_text",
+	"cluster_manager.cds.update_attempt",
+	"cluster_manager.cds.update_rejected",
+	"cluster_manager.cds.update_success",
+	"listener_manager.lds.update_attempt",
+	"listener_manager.lds.update_rejected",
+	"listener_manager.lds.update_success",
+	"server.state",
+}
 
 // Cluster is one upstream cluster the stub reports in /clusters: Hosts hosts, the first Healthy of
 // which are healthy and the rest failing active health checks.
@@ -49,6 +83,7 @@ type Sidecar struct {
 	hang         bool
 	garbage      bool
 	clusters     []Cluster
+	counters     map[string]uint64
 	requests     []string
 
 	srv     *http.Server
@@ -57,11 +92,17 @@ type Sidecar struct {
 	done    chan struct{}
 }
 
-// NewSidecar returns a LIVE sidecar with no config version, no rejections and no clusters.
+// NewSidecar returns a LIVE sidecar with no config version, no rejections, no clusters and every
+// inbound counter at 0.
 func NewSidecar() *Sidecar {
+	counters := make(map[string]uint64, len(inboundCounters))
+	for _, name := range inboundCounters {
+		counters[name] = 0
+	}
 	return &Sidecar{
 		state:        "LIVE",
 		envoyVersion: DefaultEnvoyVersion,
+		counters:     counters,
 		closing:      make(chan struct{}),
 	}
 }
@@ -96,6 +137,18 @@ func (s *Sidecar) SetRejected(lds, cds uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ldsRejected, s.cdsRejected = lds, cds
+}
+
+// SetCounter sets a counter /stats reports, adding it if the stub does not have it yet, e.g.
+// SetCounter("http.inbound.rbac.denied", 3). It panics on the stats the stub computes itself
+// (see SetVersion, SetRejected, SetState), to catch misuse in tests.
+func (s *Sidecar) SetCounter(name string, value uint64) {
+	if name == "" || slices.Contains(computedStats, name) {
+		panic(fmt.Sprintf("admintest: %q is not a counter SetCounter may set", name))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.counters[name] = value
 }
 
 // SetHang makes every request block until the client gives up (or Close), like a stuck proxy.
@@ -199,10 +252,10 @@ func (s *Sidecar) Close() {
 }
 
 // ServeHTTP answers like the status listener: GET /ready, /server_info, /stats and /clusters, 404
-// for any other path or method. /stats answers in JSON with the nine server.state and LDS/CDS
-// update stats of an Envoy, narrowed as Envoy does by the filter query parameter (an RE2 regex
-// matched anywhere in the name; a filter that does not compile is a 400). Other query parameters
-// are ignored.
+// for any other path or method. /stats answers in JSON with the server.state and LDS/CDS update
+// stats of an Envoy and its counters (see SetCounter), narrowed as Envoy does by the filter query
+// parameter (an RE2 regex matched anywhere in the name; a filter that does not compile is a 400).
+// Other query parameters are ignored.
 func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests = append(s.requests, r.RequestURI)
@@ -210,6 +263,7 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	state, envoyVersion, version := s.state, s.envoyVersion, s.version
 	ldsRejected, cdsRejected := s.ldsRejected, s.cdsRejected
 	clusters := slices.Clone(s.clusters)
+	counters := maps.Clone(s.counters)
 	s.mu.Unlock()
 
 	if hang {
@@ -239,7 +293,7 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "Invalid regex: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		body = stats(state, version, ldsRejected, cdsRejected, filter)
+		body = stats(state, version, ldsRejected, cdsRejected, counters, filter)
 	case "/clusters":
 		body = clusterStatuses(clusters)
 	default:
@@ -276,16 +330,15 @@ type stat struct {
 	Value any    `json:"value"`
 }
 
-// stats has the shape of the stats.json fixture: text readouts as strings, counters and gauges as
-// numbers, then the histograms element Envoy appends. Only the stats filter matches are listed.
-func stats(state, version string, ldsRejected, cdsRejected uint64, filter *regexp.Regexp) any {
+// stats has the shape of the stats.json fixture: text readouts as strings, then counters and
+// gauges as numbers sorted by name, then the histograms element Envoy appends. Only the stats
+// filter matches are listed.
+func stats(state, version string, ldsRejected, cdsRejected uint64, counters map[string]uint64, filter *regexp.Regexp) any {
 	var success uint64
 	if version != "" {
 		success = 1
 	}
-	all := []stat{
-		{"cluster_manager.cds.version_text", version},
-		{"listener_manager.lds.version_text", version},
+	values := []stat{
 		{"cluster_manager.cds.update_attempt", success + cdsRejected},
 		{"cluster_manager.cds.update_rejected", cdsRejected},
 		{"cluster_manager.cds.update_success", success},
@@ -294,6 +347,14 @@ func stats(state, version string, ldsRejected, cdsRejected uint64, filter *regex
 		{"listener_manager.lds.update_success", success},
 		{"server.state", slices.Index(states, state)},
 	}
+	for name, v := range counters {
+		values = append(values, stat{name, v})
+	}
+	slices.SortFunc(values, func(a, b stat) int { return strings.Compare(a.Name, b.Name) })
+	all := append([]stat{
+		{"cluster_manager.cds.version_text", version},
+		{"listener_manager.lds.version_text", version},
+	}, values...)
 	list := []any{}
 	for _, st := range all {
 		if filter.MatchString(st.Name) {

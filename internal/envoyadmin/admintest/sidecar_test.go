@@ -50,6 +50,9 @@ func TestSidecarProbe(t *testing.T) {
 		admintest.Cluster{Name: "a.default.svc.cluster.local:15006", Hosts: 2, Healthy: 2},
 		admintest.Cluster{Name: "local_app", Hosts: 1, Healthy: 1},
 	)
+	s.SetCounter("http.inbound.rbac.denied", 4)
+	s.SetCounter("listener.inbound.ssl.fail_verify_san", 1)
+	s.SetCounter("http.inbound.rbac.shadow_denied", 2)
 	got, err = c.Probe(context.Background(), s.URL())
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +69,8 @@ func TestSidecarProbe(t *testing.T) {
 			{Name: "b.default.svc.cluster.local:15006", Hosts: 3, Healthy: 1},
 			{Name: "local_app", Hosts: 1, Healthy: 1},
 		},
+		Denied:      5,
+		AuditDenied: 2,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("after setters: got %+v\nwant %+v", got, want)
@@ -92,13 +97,33 @@ func TestSidecarStats(t *testing.T) {
 	s.SetState("PRE_INITIALIZING")
 	s.SetVersion("v1")
 	s.SetRejected(1, 0)
+	// Every denial counter Envoy may report, a TCP service's network RBAC filter's included, and
+	// neighbours that must not count.
+	for name, v := range map[string]uint64{
+		"http.inbound.rbac.denied":                   1,
+		"inbound.rbac.denied":                        2,
+		"listener.inbound.ssl.fail_verify_no_cert":   4,
+		"listener.inbound.ssl.fail_verify_error":     8,
+		"listener.inbound.ssl.fail_verify_san":       16,
+		"listener.inbound.ssl.fail_verify_cert_hash": 32,
+		"listener.inbound.ssl.connection_error":      64,
+		"http.inbound.rbac.shadow_denied":            128,
+		"inbound.rbac.shadow_denied":                 256,
+		"http.inbound.rbac.allowed":                  1000,
+		"listener.inbound.ssl.handshake":             1000,
+		"inbound.rbac.shadow_allowed":                1000,
+	} {
+		s.SetCounter(name, v)
+	}
 	got, err := envoyadmin.NewClient(nil, 0).Stats(context.Background(), s.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := envoyadmin.Stats{
-		LDS: envoyadmin.XDSStats{VersionText: "v1", UpdateRejected: 1},
-		CDS: envoyadmin.XDSStats{VersionText: "v1"},
+		LDS:         envoyadmin.XDSStats{VersionText: "v1", UpdateRejected: 1},
+		CDS:         envoyadmin.XDSStats{VersionText: "v1"},
+		Denied:      127,
+		AuditDenied: 384,
 	}
 	if got != want {
 		t.Errorf("got %+v, want %+v", got, want)
@@ -110,11 +135,22 @@ func TestSidecarStats(t *testing.T) {
 	}{
 		{"?format=json&filter=" + url.QueryEscape(envoyadmin.StatsFilter), []string{
 			"cluster_manager.cds.version_text", "listener_manager.lds.version_text",
-			"cluster_manager.cds.update_rejected", "listener_manager.lds.update_rejected",
+			"cluster_manager.cds.update_rejected",
+			"http.inbound.rbac.denied", "http.inbound.rbac.shadow_denied",
+			"inbound.rbac.denied", "inbound.rbac.shadow_denied",
+			"listener.inbound.ssl.connection_error", "listener.inbound.ssl.fail_verify_cert_hash",
+			"listener.inbound.ssl.fail_verify_error", "listener.inbound.ssl.fail_verify_no_cert",
+			"listener.inbound.ssl.fail_verify_san",
+			"listener_manager.lds.update_rejected",
 		}},
 		{"?format=json", []string{
 			"cluster_manager.cds.version_text", "listener_manager.lds.version_text",
 			"cluster_manager.cds.update_attempt", "cluster_manager.cds.update_rejected", "cluster_manager.cds.update_success",
+			"http.inbound.rbac.allowed", "http.inbound.rbac.denied", "http.inbound.rbac.shadow_allowed", "http.inbound.rbac.shadow_denied",
+			"inbound.rbac.denied", "inbound.rbac.shadow_allowed", "inbound.rbac.shadow_denied",
+			"listener.inbound.ssl.connection_error", "listener.inbound.ssl.fail_verify_cert_hash",
+			"listener.inbound.ssl.fail_verify_error", "listener.inbound.ssl.fail_verify_no_cert",
+			"listener.inbound.ssl.fail_verify_san", "listener.inbound.ssl.handshake", "listener.inbound.ssl.no_certificate",
 			"listener_manager.lds.update_attempt", "listener_manager.lds.update_rejected", "listener_manager.lds.update_success",
 			"server.state",
 		}},
@@ -131,6 +167,34 @@ func TestSidecarStats(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("invalid filter: status %d, want 400", resp.StatusCode)
+	}
+}
+
+// TestSidecarNewHasNoDenials: a new stub reports its inbound counters at 0.
+func TestSidecarNewHasNoDenials(t *testing.T) {
+	s := start(t)
+	got, err := envoyadmin.NewClient(nil, 0).Stats(context.Background(), s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Denied != 0 || got.AuditDenied != 0 {
+		t.Errorf("new sidecar: Denied %d, AuditDenied %d; want 0, 0", got.Denied, got.AuditDenied)
+	}
+	if names := statNames(t, s.URL()+"/stats?format=json&filter="+url.QueryEscape(`^http\.inbound\.rbac\.denied$`)); !reflect.DeepEqual(names, []string{"http.inbound.rbac.denied"}) {
+		t.Errorf("new sidecar's RBAC denial counter: %v", names)
+	}
+}
+
+func TestSidecarSetCounterRefusesComputedStats(t *testing.T) {
+	for _, name := range []string{"", "server.state", "listener_manager.lds.update_rejected", "cluster_manager.cds.version_text"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("SetCounter(%q) did not panic", name)
+				}
+			}()
+			admintest.NewSidecar().SetCounter(name, 1)
+		}()
 	}
 }
 
@@ -330,6 +394,7 @@ func TestSidecarConcurrent(t *testing.T) {
 				s.SetVersion(strings.Repeat("v", i+j))
 				s.SetRejected(uint64(i), uint64(j))
 				s.SetClusters(admintest.Cluster{Name: "c", Hosts: j, Healthy: i})
+				s.SetCounter("http.inbound.rbac.denied", uint64(i*j))
 				_ = s.Requests()
 			}
 		})
