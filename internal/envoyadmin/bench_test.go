@@ -17,6 +17,7 @@ func BenchmarkParse(b *testing.B) {
 		{"stats_filtered.json", func(r io.Reader) error { _, err := ParseStats(r); return err }},
 		{"clusters.json", func(r io.Reader) error { _, err := ParseClusters(r); return err }},
 		{"clusters_streaming_request_test.json", func(r io.Reader) error { _, err := ParseClusters(r); return err }},
+		{"certs.json", func(r io.Reader) error { _, err := ParseCerts(r); return err }},
 	}
 	for _, p := range parsers {
 		body := fixture(b, p.file)

@@ -2,6 +2,7 @@ package envoyadmin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +22,7 @@ const (
 	pathServerInfo = "/server_info"
 	pathStats      = "/stats"
 	pathClusters   = "/clusters"
+	pathCerts      = "/certs"
 )
 
 var (
@@ -54,6 +56,9 @@ type Observation struct {
 	CDSRejected uint64
 	// Clusters is the host health of every upstream cluster, sorted by name.
 	Clusters []ClusterHealth
+	// CertificateExpiry is when the sidecar's identity certificate expires (Certificate.Expiry);
+	// zero when it has none.
+	CertificateExpiry time.Time
 	// Denied and AuditDenied are Stats.Denied and Stats.AuditDenied: inbound requests and
 	// connections refused, and those Enforce would refuse in Audit mode, since the proxy started.
 	Denied      uint64
@@ -101,9 +106,10 @@ func NewHTTPClient() *http.Client {
 	}
 }
 
-// Probe reads /server_info, the filtered /stats and /clusters from the status listener at baseURL
-// (e.g. "http://10.0.0.5:15021"). Each request gets its own deadline, so a hung sidecar costs at
-// most the timeout per request. It stops at the first error.
+// Probe reads /server_info, the filtered /stats, /clusters and /certs from the status listener at
+// baseURL (e.g. "http://10.0.0.5:15021"). Each request gets its own deadline, so a hung sidecar
+// costs at most the timeout per request. It stops at the first error; a 404 from /certs is none
+// (see Certs).
 func (c *Client) Probe(ctx context.Context, baseURL string) (Observation, error) {
 	info, err := c.ServerInfo(ctx, baseURL)
 	if err != nil {
@@ -117,20 +123,25 @@ func (c *Client) Probe(ctx context.Context, baseURL string) (Observation, error)
 	if err != nil {
 		return Observation{}, err
 	}
+	cert, err := c.Certs(ctx, baseURL)
+	if err != nil {
+		return Observation{}, err
+	}
 	version := info.Version
 	if version == "" {
 		version = info.RawVersion
 	}
 	return Observation{
-		State:        info.State,
-		EnvoyVersion: version,
-		LDSVersion:   stats.LDS.VersionText,
-		CDSVersion:   stats.CDS.VersionText,
-		LDSRejected:  stats.LDS.UpdateRejected,
-		CDSRejected:  stats.CDS.UpdateRejected,
-		Clusters:     clusters,
-		Denied:       stats.Denied,
-		AuditDenied:  stats.AuditDenied,
+		State:             info.State,
+		EnvoyVersion:      version,
+		LDSVersion:        stats.LDS.VersionText,
+		CDSVersion:        stats.CDS.VersionText,
+		LDSRejected:       stats.LDS.UpdateRejected,
+		CDSRejected:       stats.CDS.UpdateRejected,
+		Clusters:          clusters,
+		CertificateExpiry: cert.Expiry,
+		Denied:            stats.Denied,
+		AuditDenied:       stats.AuditDenied,
 	}, nil
 }
 
@@ -161,6 +172,21 @@ func (c *Client) Clusters(ctx context.Context, baseURL string) ([]ClusterHealth,
 		out, err = ParseClusters(r)
 		return err
 	}, http.StatusOK)
+	return out, err
+}
+
+// Certs fetches and parses GET /certs. A 404 is no certificate rather than an error: a sidecar
+// whose status listener predates the /certs route cannot have one to report.
+func (c *Client) Certs(ctx context.Context, baseURL string) (Certificate, error) {
+	var out Certificate
+	err := c.get(ctx, baseURL, pathCerts, "", func(r io.Reader) (err error) {
+		out, err = ParseCerts(r)
+		return err
+	}, http.StatusOK)
+	var se *StatusError
+	if errors.As(err, &se) && se.StatusCode == http.StatusNotFound {
+		return Certificate{}, nil
+	}
 	return out, err
 }
 

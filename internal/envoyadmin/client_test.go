@@ -53,6 +53,7 @@ func newSidecar(t *testing.T) *sidecar {
 			"/server_info": "server_info.json",
 			"/stats":       "stats_filtered.json",
 			"/clusters":    "clusters.json",
+			"/certs":       "certs.json",
 		},
 		bodies:   map[string]string{},
 		statuses: map[string]int{},
@@ -104,14 +105,15 @@ func (s *sidecar) paths() []string {
 }
 
 var wantFixtureObservation = Observation{
-	State:        StateLive,
-	EnvoyVersion: "1.15.0-dev",
-	LDSVersion:   "9f2c1e7a",
-	CDSVersion:   "9f2c1e7a",
-	LDSRejected:  0,
-	CDSRejected:  1,
-	Clusters:     []ClusterHealth{{Name: "fake_cluster", Hosts: 1}},
-	Denied:       13,
+	State:             StateLive,
+	EnvoyVersion:      "1.15.0-dev",
+	LDSVersion:        "9f2c1e7a",
+	CDSVersion:        "9f2c1e7a",
+	LDSRejected:       0,
+	CDSRejected:       1,
+	Clusters:          []ClusterHealth{{Name: "fake_cluster", Hosts: 1}},
+	CertificateExpiry: fixtureLeafExpiry,
+	Denied:            13,
 }
 
 func TestProbeFixtures(t *testing.T) {
@@ -127,8 +129,8 @@ func TestProbeFixtures(t *testing.T) {
 			want: Observation{
 				State: StateLive, EnvoyVersion: "1.9.0-dev",
 				LDSVersion: "9f2c1e7a", CDSVersion: "9f2c1e7a", CDSRejected: 1,
-				Clusters: []ClusterHealth{{Name: "test_cluster", Hosts: 1}},
-				Denied:   13,
+				Clusters:          []ClusterHealth{{Name: "test_cluster", Hosts: 1}},
+				CertificateExpiry: fixtureLeafExpiry, Denied: 13,
 			},
 		},
 		{
@@ -136,7 +138,8 @@ func TestProbeFixtures(t *testing.T) {
 			files: map[string]string{"/stats": "stats.json"},
 			want: Observation{
 				State: StateLive, EnvoyVersion: "1.15.0-dev",
-				Clusters: []ClusterHealth{{Name: "fake_cluster", Hosts: 1}},
+				Clusters:          []ClusterHealth{{Name: "fake_cluster", Hosts: 1}},
+				CertificateExpiry: fixtureLeafExpiry,
 			},
 		},
 	}
@@ -164,7 +167,7 @@ func TestProbeRequestsOnlyFilteredStats(t *testing.T) {
 	if _, err := NewClient(nil, 0).Probe(context.Background(), srv.URL+"/"); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := sc.paths(), []string{"/server_info", "/stats", "/clusters"}; !reflect.DeepEqual(got, want) {
+	if got, want := sc.paths(), []string{"/server_info", "/stats", "/clusters", "/certs"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("requested %v, want %v", got, want)
 	}
 	for _, r := range sc.recorded() {
@@ -187,17 +190,20 @@ func TestProbeRequestsOnlyFilteredStats(t *testing.T) {
 			if r.URL.RawQuery != "format=json" {
 				t.Errorf("clusters query = %q, want format=json", r.URL.RawQuery)
 			}
-		case "/server_info":
+		case "/server_info", "/certs":
 			if r.URL.RawQuery != "" {
-				t.Errorf("server_info query = %q, want none", r.URL.RawQuery)
+				t.Errorf("%s query = %q, want none", r.URL.Path, r.URL.RawQuery)
 			}
 		}
 	}
 }
 
 func TestProbeNon200(t *testing.T) {
-	for _, path := range []string{"/server_info", "/stats", "/clusters"} {
+	for _, path := range []string{"/server_info", "/stats", "/clusters", "/certs"} {
 		for _, code := range []int{http.StatusNotFound, http.StatusInternalServerError, http.StatusServiceUnavailable} {
+			if path == "/certs" && code == http.StatusNotFound {
+				continue // no certificate, see TestProbeCertsNotFound
+			}
 			t.Run(path+"/"+http.StatusText(code), func(t *testing.T) {
 				sc := newSidecar(t)
 				sc.statuses[path] = code
@@ -218,24 +224,72 @@ func TestProbeNon200(t *testing.T) {
 	}
 }
 
+// TestProbeCertsNotFound: a status listener without the /certs route (an older sidecar) answers
+// 404, which is a sidecar without a certificate, not an unreachable one.
+func TestProbeCertsNotFound(t *testing.T) {
+	for name, setup := range map[string]func(*sidecar){
+		"404 with a body":     func(sc *sidecar) { sc.statuses["/certs"] = http.StatusNotFound; sc.bodies["/certs"] = "no route\n" },
+		"no route at all":     func(sc *sidecar) { delete(sc.files, "/certs") },
+		"404 with JSON error": func(sc *sidecar) { sc.statuses["/certs"] = http.StatusNotFound; sc.bodies["/certs"] = "{" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			sc := newSidecar(t)
+			setup(sc)
+			srv := newServer(t, sc)
+			c := NewClient(nil, 0)
+			got, err := c.Probe(context.Background(), srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := wantFixtureObservation
+			want.CertificateExpiry = time.Time{}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got %+v\nwant %+v", got, want)
+			}
+			cert, err := c.Certs(context.Background(), srv.URL)
+			if err != nil || !reflect.DeepEqual(cert, Certificate{}) {
+				t.Errorf("Certs = %+v, %v; want no certificate and no error", cert, err)
+			}
+		})
+	}
+}
+
+func TestCerts(t *testing.T) {
+	sc := newSidecar(t)
+	srv := newServer(t, sc)
+	got, err := NewClient(nil, 0).Certs(context.Background(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Certificate{Expiry: fixtureLeafExpiry, URISANs: []string{fixtureSPIFFEID}}); !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if got := sc.paths(); !reflect.DeepEqual(got, []string{"/certs"}) {
+		t.Errorf("requested %v, want only /certs", got)
+	}
+}
+
 func TestProbeBadBodies(t *testing.T) {
 	bodies := []struct {
 		name    string
 		body    func(path string) string
 		wantErr string
+		// certsErr replaces wantErr for /certs, which protojson parses.
+		certsErr string
 	}{
-		{"garbage", func(string) string { return "<html>upstream connect error</html>" }, "not a JSON object"},
+		{"garbage", func(string) string { return "<html>upstream connect error</html>" }, "not a JSON object", ""},
 		{"truncated", func(path string) string {
 			return map[string]string{
 				"/server_info": truncated(t, "server_info.json"),
 				"/stats":       truncated(t, "stats_filtered.json"),
 				"/clusters":    truncated(t, "clusters.json"),
+				"/certs":       truncated(t, "certs.json"),
 			}[path]
-		}, "unexpected end of JSON input"},
-		{"empty", func(string) string { return "" }, "empty body"},
-		{"oversized", func(string) string { return oversized("{", "}") }, "too large"},
+		}, "unexpected end of JSON input", "unexpected EOF"},
+		{"empty", func(string) string { return "" }, "empty body", ""},
+		{"oversized", func(string) string { return oversized("{", "}") }, "too large", ""},
 	}
-	endpoints := map[string]string{"/server_info": "server_info", "/stats": "stats", "/clusters": "clusters"}
+	endpoints := map[string]string{"/server_info": "server_info", "/stats": "stats", "/clusters": "clusters", "/certs": "certs"}
 	for path, endpoint := range endpoints {
 		for _, b := range bodies {
 			t.Run(endpoint+"/"+b.name, func(t *testing.T) {
@@ -243,7 +297,11 @@ func TestProbeBadBodies(t *testing.T) {
 				sc.bodies[path] = b.body(path)
 				srv := newServer(t, sc)
 				_, err := NewClient(nil, 0).Probe(context.Background(), srv.URL)
-				checkErr(t, err, b.wantErr)
+				want := b.wantErr
+				if endpoint == "certs" && b.certsErr != "" {
+					want = b.certsErr
+				}
+				checkErr(t, err, want)
 				if !strings.Contains(err.Error(), "parse "+endpoint) {
 					t.Errorf("error %q does not name %s", err, endpoint)
 				}
@@ -253,7 +311,7 @@ func TestProbeBadBodies(t *testing.T) {
 }
 
 func TestProbeHungServer(t *testing.T) {
-	for _, path := range []string{"/server_info", "/stats", "/clusters"} {
+	for _, path := range []string{"/server_info", "/stats", "/clusters", "/certs"} {
 		t.Run(path, func(t *testing.T) {
 			sc := newSidecar(t)
 			sc.hang = path

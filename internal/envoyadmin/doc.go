@@ -1,7 +1,7 @@
 // Package envoyadmin reads what an Envoy sidecar reports about itself through the sidecar's status
 // listener, which forwards a read-only subset of the admin API (GET /ready, /server_info, /stats,
-// /clusters). The prober reads /server_info, the filtered /stats and /clusters; /ready is the
-// kubelet's startup probe and nothing here reads it.
+// /clusters, /certs). The prober reads /server_info, the filtered /stats, /clusters and /certs;
+// /ready is the kubelet's startup probe and nothing here reads it.
 //
 // The parsers are pure functions of an io.Reader so they can be tested on recorded Envoy output;
 // Client only adds HTTP, timeouts and the choice of URLs.

@@ -15,6 +15,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // DefaultEnvoyVersion is the semantic version a new Sidecar reports in /server_info.
@@ -63,6 +68,13 @@ var computedStats = []string{
 	"server.state",
 }
 
+// caValidity is how long the stub's mesh CA is valid, and certLifetime how long its identity
+// certificate, as the operator's signer issues them.
+const (
+	caValidity   = 10 * 365 * 24 * time.Hour
+	certLifetime = 24 * time.Hour
+)
+
 // Cluster is one upstream cluster the stub reports in /clusters: Hosts hosts, the first Healthy of
 // which are healthy and the rest failing active health checks.
 type Cluster struct {
@@ -83,6 +95,8 @@ type Sidecar struct {
 	hang         bool
 	garbage      bool
 	clusters     []Cluster
+	certExpiry   time.Time
+	certSANs     []string
 	counters     map[string]uint64
 	requests     []string
 
@@ -92,8 +106,8 @@ type Sidecar struct {
 	done    chan struct{}
 }
 
-// NewSidecar returns a LIVE sidecar with no config version, no rejections, no clusters and every
-// inbound counter at 0.
+// NewSidecar returns a LIVE sidecar with no config version, no rejections, no clusters, no
+// certificate (/certs answers 404) and every inbound counter at 0.
 func NewSidecar() *Sidecar {
 	counters := make(map[string]uint64, len(inboundCounters))
 	for _, name := range inboundCounters {
@@ -137,6 +151,15 @@ func (s *Sidecar) SetRejected(lds, cds uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ldsRejected, s.cdsRejected = lds, cds
+}
+
+// SetCertificate sets the identity certificate /certs reports: its expiry and URI SANs (the
+// SPIFFE ID). A zero expiry removes it, and /certs then answers 404 as a status listener without
+// the /certs route does.
+func (s *Sidecar) SetCertificate(expiry time.Time, uriSANs ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.certExpiry, s.certSANs = expiry, slices.Clone(uriSANs)
 }
 
 // SetCounter sets a counter /stats reports, adding it if the stub does not have it yet, e.g.
@@ -251,11 +274,12 @@ func (s *Sidecar) Close() {
 	}
 }
 
-// ServeHTTP answers like the status listener: GET /ready, /server_info, /stats and /clusters, 404
-// for any other path or method. /stats answers in JSON with the server.state and LDS/CDS update
-// stats of an Envoy and its counters (see SetCounter), narrowed as Envoy does by the filter query
-// parameter (an RE2 regex matched anywhere in the name; a filter that does not compile is a 400).
-// Other query parameters are ignored.
+// ServeHTTP answers like the status listener: GET /ready, /server_info, /stats, /clusters and
+// /certs, 404 for any other path or method. /stats answers in JSON with the server.state and
+// LDS/CDS update stats of an Envoy and its counters (see SetCounter), narrowed as Envoy does by
+// the filter query parameter (an RE2 regex matched anywhere in the name; a filter that does not
+// compile is a 400). /certs answers 404 until SetCertificate gives the stub a certificate. Other
+// query parameters are ignored.
 func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests = append(s.requests, r.RequestURI)
@@ -263,6 +287,7 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	state, envoyVersion, version := s.state, s.envoyVersion, s.version
 	ldsRejected, cdsRejected := s.ldsRejected, s.cdsRejected
 	clusters := slices.Clone(s.clusters)
+	certExpiry, certSANs := s.certExpiry, slices.Clone(s.certSANs)
 	counters := maps.Clone(s.counters)
 	s.mu.Unlock()
 
@@ -296,6 +321,12 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = stats(state, version, ldsRejected, cdsRejected, counters, filter)
 	case "/clusters":
 		body = clusterStatuses(clusters)
+	case "/certs":
+		if certExpiry.IsZero() {
+			http.NotFound(w, r)
+			return
+		}
+		body = json.RawMessage(certificates(certExpiry, certSANs, time.Now()))
 	default:
 		http.NotFound(w, r)
 		return
@@ -366,6 +397,44 @@ func stats(state, version string, ldsRejected, cdsRejected uint64, counters map[
 		"computed_quantiles":  []any{},
 	}})
 	return map[string]any{"stats": list}
+}
+
+// certificates is the /certs body of a sidecar whose Pod Certificate expires at expiry: the
+// proto-JSON of admin.v3.Certificates as Envoy writes it (proto field names, default scalars and
+// empty lists written out), with two TLS contexts, the inbound listener's and an egress
+// cluster's, each trusting the mesh CA and presenting the certificate.
+func certificates(expiry time.Time, uriSANs []string, now time.Time) []byte {
+	days := func(t time.Time) uint64 { return uint64(max(t.Sub(now), 0) / (24 * time.Hour)) }
+	from := expiry.Add(-certLifetime)
+	context := func() *adminv3.Certificate {
+		leaf := &adminv3.CertificateDetails{
+			Path:                "/var/run/envoymesh/identity/bundle.pem",
+			SerialNumber:        "1f4a7c2e9b3d5068a1c4e7f20b9d3a61",
+			DaysUntilExpiration: days(expiry),
+			ValidFrom:           timestamppb.New(from),
+			ExpirationTime:      timestamppb.New(expiry),
+		}
+		for _, uri := range uriSANs {
+			leaf.SubjectAltNames = append(leaf.SubjectAltNames,
+				&adminv3.SubjectAlternateName{Name: &adminv3.SubjectAlternateName_Uri{Uri: uri}})
+		}
+		return &adminv3.Certificate{
+			CaCert: []*adminv3.CertificateDetails{{
+				Path:                "/var/run/envoymesh/identity/ca.pem",
+				SerialNumber:        "5c0d3a9e41f7b2c86d1e09a4f3b27c15",
+				DaysUntilExpiration: days(from.Add(caValidity)),
+				ValidFrom:           timestamppb.New(from),
+				ExpirationTime:      timestamppb.New(from.Add(caValidity)),
+			}},
+			CertChain: []*adminv3.CertificateDetails{leaf},
+		}
+	}
+	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}.Marshal(
+		&adminv3.Certificates{Certificates: []*adminv3.Certificate{context(), context()}})
+	if err != nil {
+		panic(err) // every field is set by this function; a failure is a bug here
+	}
+	return b
 }
 
 // clusterStatuses has the admin.v3.Clusters proto-JSON shape of the clusters.json fixture. Host

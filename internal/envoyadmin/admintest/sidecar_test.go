@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/envoymesh/envoymesh-operator/internal/envoyadmin"
 	"github.com/envoymesh/envoymesh-operator/internal/envoyadmin/admintest"
 )
@@ -50,6 +53,8 @@ func TestSidecarProbe(t *testing.T) {
 		admintest.Cluster{Name: "a.default.svc.cluster.local:15006", Hosts: 2, Healthy: 2},
 		admintest.Cluster{Name: "local_app", Hosts: 1, Healthy: 1},
 	)
+	expiry := time.Date(2026, 3, 3, 8, 13, 5, 0, time.UTC)
+	s.SetCertificate(expiry, "spiffe://cluster.local/ns/default/sa/a")
 	s.SetCounter("http.inbound.rbac.denied", 4)
 	s.SetCounter("listener.inbound.ssl.fail_verify_san", 1)
 	s.SetCounter("http.inbound.rbac.shadow_denied", 2)
@@ -69,8 +74,9 @@ func TestSidecarProbe(t *testing.T) {
 			{Name: "b.default.svc.cluster.local:15006", Hosts: 3, Healthy: 1},
 			{Name: "local_app", Hosts: 1, Healthy: 1},
 		},
-		Denied:      5,
-		AuditDenied: 2,
+		CertificateExpiry: expiry,
+		Denied:            5,
+		AuditDenied:       2,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("after setters: got %+v\nwant %+v", got, want)
@@ -85,8 +91,8 @@ func TestSidecarProbe(t *testing.T) {
 			t.Errorf("unfiltered stats request %q", uri)
 		}
 	}
-	if n := len(s.Requests()); n != 6 {
-		t.Errorf("%d requests recorded, want 6 (two probes)", n)
+	if n := len(s.Requests()); n != 8 {
+		t.Errorf("%d requests recorded, want 8 (two probes of four requests)", n)
 	}
 }
 
@@ -198,6 +204,70 @@ func TestSidecarSetCounterRefusesComputedStats(t *testing.T) {
 	}
 }
 
+// TestSidecarCerts: /certs answers 404 until a certificate is set, then Envoy's proto-JSON of
+// admin.v3.Certificates, which the envoyadmin parser reads.
+func TestSidecarCerts(t *testing.T) {
+	s := start(t)
+	c := envoyadmin.NewClient(nil, 0)
+	if code, _ := get(t, s.URL()+"/certs"); code != http.StatusNotFound {
+		t.Errorf("no certificate: /certs status %d, want 404", code)
+	}
+	if got, err := c.Certs(context.Background(), s.URL()); err != nil || !got.Expiry.IsZero() {
+		t.Errorf("no certificate: Certs = %+v, %v; want none", got, err)
+	}
+
+	expiry := time.Now().Add(12 * time.Hour).Truncate(time.Second).UTC()
+	const id = "spiffe://cluster.local/ns/shop/sa/cart"
+	s.SetCertificate(expiry, id)
+	got, err := c.Certs(context.Background(), s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (envoyadmin.Certificate{Expiry: expiry, URISANs: []string{id}}); !reflect.DeepEqual(got, want) {
+		t.Errorf("Certs = %+v, want %+v", got, want)
+	}
+
+	// The body is the proto, as Envoy writes it: proto field names, uint64 as strings, and no
+	// field the proto does not have (protojson without DiscardUnknown would refuse one).
+	code, body := get(t, s.URL()+"/certs")
+	if code != http.StatusOK {
+		t.Fatalf("/certs status %d", code)
+	}
+	var certs adminv3.Certificates
+	if err := protojson.Unmarshal([]byte(body), &certs); err != nil {
+		t.Fatalf("body is not admin.v3.Certificates: %v\n%s", err, body)
+	}
+	for _, want := range []string{`"cert_chain"`, `"ca_cert"`, `"expiration_time"`, `"days_until_expiration": "0"`, `"uri": "` + id + `"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("body lacks %s:\n%s", want, body)
+		}
+	}
+	if len(certs.Certificates) == 0 || len(certs.Certificates[0].CaCert) != 1 ||
+		!certs.Certificates[0].CaCert[0].ExpirationTime.AsTime().After(expiry) {
+		t.Errorf("want contexts that trust a CA outliving the certificate: %v", &certs)
+	}
+
+	s.SetCertificate(time.Time{})
+	if code, _ := get(t, s.URL()+"/certs"); code != http.StatusNotFound {
+		t.Errorf("certificate removed: /certs status %d, want 404", code)
+	}
+}
+
+// get GETs u and returns the status code and body.
+func get(t *testing.T, u string) (int, string) {
+	t.Helper()
+	resp, err := envoyadmin.NewHTTPClient().Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
 // statNames returns the names of the stats a /stats?format=json URL answers, in order.
 func statNames(t *testing.T, u string) []string {
 	t.Helper()
@@ -301,6 +371,10 @@ func TestSidecarGarbage(t *testing.T) {
 	if _, err := c.Clusters(context.Background(), s.URL()); err == nil || !strings.Contains(err.Error(), "unexpected end of JSON input") {
 		t.Errorf("clusters: error %v, want invalid JSON", err)
 	}
+	s.SetCertificate(time.Now().Add(time.Hour))
+	if _, err := c.Certs(context.Background(), s.URL()); err == nil || !strings.Contains(err.Error(), "unexpected EOF") {
+		t.Errorf("certs: error %v, want invalid JSON", err)
+	}
 	if code, body := ready(t, s); code != http.StatusOK || body != "LIVE" {
 		t.Errorf("ready = %d %q, want 200 LIVE (garbage mode is for JSON endpoints)", code, body)
 	}
@@ -320,6 +394,8 @@ func TestSidecarNotFound(t *testing.T) {
 		{http.MethodPost, "/quitquitquit"},
 		{http.MethodPost, "/ready"},
 		{http.MethodPost, "/stats"},
+		{http.MethodGet, "/certs"}, // no certificate set
+		{http.MethodGet, "/certs/x"},
 	} {
 		req, err := http.NewRequest(tt.method, s.URL()+tt.path, nil)
 		if err != nil {
@@ -394,6 +470,7 @@ func TestSidecarConcurrent(t *testing.T) {
 				s.SetVersion(strings.Repeat("v", i+j))
 				s.SetRejected(uint64(i), uint64(j))
 				s.SetClusters(admintest.Cluster{Name: "c", Hosts: j, Healthy: i})
+				s.SetCertificate(time.Now().Add(time.Duration(j+1)*time.Hour), "spiffe://cluster.local/ns/a/sa/b")
 				s.SetCounter("http.inbound.rbac.denied", uint64(i*j))
 				_ = s.Requests()
 			}
