@@ -83,6 +83,11 @@ func samePods(a, b map[string]PodObservation) bool {
 
 // sameObservation compares everything but LastProbeTime, which changes on every probe and would
 // otherwise reconcile every MeshService on every sweep.
+//
+// Denied and AuditDenied count too, so a pod under a steady stream of refused callers changes on
+// every sweep and its owner is reconciled once per Interval (events coalesce per owner), which is
+// what keeps the status counters and the controller's Warning on rising denials current. The
+// interval bounds that load; a quiet mesh still causes none.
 func sameObservation(a, b PodObservation) bool {
 	return a.Pod == b.Pod &&
 		a.State == b.State &&
@@ -93,6 +98,9 @@ func sameObservation(a, b PodObservation) bool {
 		a.CDSRejected == b.CDSRejected &&
 		a.Rejecting == b.Rejecting &&
 		slices.Equal(a.Clusters, b.Clusters) &&
+		a.CertificateExpiry.Equal(b.CertificateExpiry) &&
+		a.Denied == b.Denied &&
+		a.AuditDenied == b.AuditDenied &&
 		a.Error == b.Error
 }
 

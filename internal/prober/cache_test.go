@@ -11,8 +11,11 @@ func TestSameObservationIgnoresOnlyProbeTime(t *testing.T) {
 	base := PodObservation{
 		Pod: "cart-0", State: envoyadmin.StateLive, EnvoyVersion: "1.36.2",
 		LDSVersion: "v1", CDSVersion: "v1", LDSRejected: 1, CDSRejected: 1,
-		Clusters:      []envoyadmin.ClusterHealth{{Name: "db", Hosts: 2, Healthy: 2}},
-		LastProbeTime: time.Unix(100, 0),
+		Clusters:          []envoyadmin.ClusterHealth{{Name: "db", Hosts: 2, Healthy: 2}},
+		CertificateExpiry: time.Unix(86400, 0).UTC(),
+		Denied:            3,
+		AuditDenied:       4,
+		LastProbeTime:     time.Unix(100, 0),
 	}
 	for _, tc := range []struct {
 		name   string
@@ -30,6 +33,11 @@ func TestSameObservationIgnoresOnlyProbeTime(t *testing.T) {
 		{"host health", func(o *PodObservation) { o.Clusters = []envoyadmin.ClusterHealth{{Name: "db", Hosts: 2, Healthy: 1}} }, false},
 		{"clusters gone", func(o *PodObservation) { o.Clusters = nil }, false},
 		{"error", func(o *PodObservation) { o.Error = "refused" }, false},
+		{"certificate expiry in another zone", func(o *PodObservation) { o.CertificateExpiry = o.CertificateExpiry.In(time.FixedZone("x", 3600)) }, true},
+		{"certificate rotated", func(o *PodObservation) { o.CertificateExpiry = o.CertificateExpiry.Add(12 * time.Hour) }, false},
+		{"certificate gone", func(o *PodObservation) { o.CertificateExpiry = time.Time{} }, false},
+		{"denied", func(o *PodObservation) { o.Denied++ }, false},
+		{"audit denied", func(o *PodObservation) { o.AuditDenied++ }, false},
 	} {
 		changed := base
 		changed.Clusters = append([]envoyadmin.ClusterHealth(nil), base.Clusters...)

@@ -48,6 +48,13 @@ type PodObservation struct {
 	// current versions: it is serving an older config than it was given.
 	Rejecting bool
 	Clusters  []envoyadmin.ClusterHealth
+	// CertificateExpiry is when the sidecar's identity certificate expires; zero when it has
+	// none (mTLS off, the certificate not loaded yet, or a sidecar without the /certs route).
+	CertificateExpiry time.Time
+	// Denied counts the inbound requests and connections the sidecar refused since it started:
+	// authorization denials (Enforce) and failed TLS handshakes. AuditDenied counts what Enforce
+	// would have refused, in Audit mode. Both restart from 0 when Envoy restarts.
+	Denied, AuditDenied uint64
 	// Error is the last probe's error, "" when it succeeded.
 	Error         string
 	LastProbeTime time.Time
@@ -59,7 +66,7 @@ type Options struct {
 	Interval time.Duration
 	// Concurrency is the most pods probed at once.
 	Concurrency int
-	// Timeout bounds the whole probe of one pod (its three admin requests), so a hung sidecar
+	// Timeout bounds the whole probe of one pod (its four admin requests), so a hung sidecar
 	// delays a sweep by at most Timeout and a sweep takes at most about
 	// Timeout × ceil(pods/Concurrency).
 	Timeout time.Duration

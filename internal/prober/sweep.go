@@ -117,14 +117,17 @@ func (p *Prober) probe(ctx context.Context, t target) PodObservation {
 
 func observation(pod string, obs envoyadmin.Observation, now time.Time) PodObservation {
 	return PodObservation{
-		Pod:           pod,
-		State:         obs.State,
-		EnvoyVersion:  obs.EnvoyVersion,
-		LDSVersion:    obs.LDSVersion,
-		CDSVersion:    obs.CDSVersion,
-		LDSRejected:   obs.LDSRejected,
-		CDSRejected:   obs.CDSRejected,
-		Clusters:      obs.Clusters,
-		LastProbeTime: now,
+		Pod:               pod,
+		State:             obs.State,
+		EnvoyVersion:      obs.EnvoyVersion,
+		LDSVersion:        obs.LDSVersion,
+		CDSVersion:        obs.CDSVersion,
+		LDSRejected:       obs.LDSRejected,
+		CDSRejected:       obs.CDSRejected,
+		Clusters:          obs.Clusters,
+		CertificateExpiry: obs.CertificateExpiry,
+		Denied:            obs.Denied,
+		AuditDenied:       obs.AuditDenied,
+		LastProbeTime:     now,
 	}
 }

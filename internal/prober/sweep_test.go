@@ -33,6 +33,11 @@ func TestSweepCachesObservations(t *testing.T) {
 	a.SetVersion("v2")
 	a.SetRejected(1, 2)
 	a.SetState(envoyadmin.StateDraining)
+	expiry := time.Date(2026, 3, 3, 8, 13, 5, 0, time.UTC)
+	a.SetCertificate(expiry, "spiffe://cluster.local/ns/shop/sa/cart")
+	a.SetCounter("http.inbound.rbac.denied", 3)
+	a.SetCounter("listener.inbound.ssl.fail_verify_no_cert", 2)
+	a.SetCounter("http.inbound.rbac.shadow_denied", 7)
 	p, _ := newProber(t, port, Options{},
 		pod(ns, "cart-b", "cart", "127.0.0.2"),
 		pod(ns, "cart-a", "cart", "127.0.0.3"),
@@ -45,6 +50,7 @@ func TestSweepCachesObservations(t *testing.T) {
 	want := []PodObservation{{
 		Pod: "cart-a", State: envoyadmin.StateDraining, EnvoyVersion: admintest.DefaultEnvoyVersion,
 		LDSVersion: "v2", CDSVersion: "v2", LDSRejected: 1, CDSRejected: 2,
+		CertificateExpiry: expiry, Denied: 5, AuditDenied: 7,
 	}, {
 		Pod: "cart-b", State: envoyadmin.StateLive, EnvoyVersion: admintest.DefaultEnvoyVersion,
 		LDSVersion: "v1", CDSVersion: "v1",
@@ -81,6 +87,7 @@ func TestSweepRaisesEventsOnlyOnChange(t *testing.T) {
 		pod("other", "cart-0", "cart", "127.0.0.5"),
 	)
 	byName := cmpopts.SortSlices(func(a, b types.NamespacedName) bool { return a.String() < b.String() })
+	expiry := time.Date(2026, 3, 3, 8, 13, 5, 0, time.UTC)
 
 	steps := []struct {
 		name   string
@@ -92,6 +99,16 @@ func TestSweepRaisesEventsOnlyOnChange(t *testing.T) {
 		{"config version", func() { cart0.SetVersion("v2") }, []types.NamespacedName{key(ns, "cart")}},
 		{"rejected update", func() { web.SetRejected(1, 0) }, []types.NamespacedName{key(ns, "web")}},
 		{"host health", func() { web.SetClusters(admintest.Cluster{Name: "db", Hosts: 1, Healthy: 1}) }, []types.NamespacedName{key(ns, "web")}},
+		{"certificate loaded", func() { cart0.SetCertificate(expiry, "spiffe://cluster.local/ns/shop/sa/cart") }, []types.NamespacedName{key(ns, "cart")}},
+		{"same certificate", func() { cart0.SetCertificate(expiry, "spiffe://cluster.local/ns/shop/sa/cart") }, nil},
+		{"certificate rotated", func() { cart0.SetCertificate(expiry.Add(12*time.Hour), "spiffe://cluster.local/ns/shop/sa/cart") }, []types.NamespacedName{key(ns, "cart")}},
+		{"authorization denial", func() { web.SetCounter("http.inbound.rbac.denied", 1) }, []types.NamespacedName{key(ns, "web")}},
+		{"denials keep rising", func() { web.SetCounter("http.inbound.rbac.denied", 2) }, []types.NamespacedName{key(ns, "web")}},
+		{"failed handshake", func() { web.SetCounter("listener.inbound.ssl.fail_verify_san", 1) }, []types.NamespacedName{key(ns, "web")}},
+		{"denials stop", func() {}, nil},
+		{"audit denial", func() { cart0.SetCounter("http.inbound.rbac.shadow_denied", 4) }, []types.NamespacedName{key(ns, "cart")}},
+		{"an allowed request is no change", func() { web.SetCounter("http.inbound.rbac.allowed", 9) }, nil},
+		{"certificate gone", func() { cart0.SetCertificate(time.Time{}) }, []types.NamespacedName{key(ns, "cart")}},
 		{"nothing changed again", func() {}, nil},
 	}
 	for _, step := range steps {
@@ -101,9 +118,55 @@ func TestSweepRaisesEventsOnlyOnChange(t *testing.T) {
 			t.Errorf("%s: events (-want +got):\n%s", step.name, diff)
 		}
 	}
-	if got := only(t, p, key(ns, "web")); got.LDSRejected != 1 || len(got.Clusters) != 1 {
-		t.Errorf("web-0 = %+v, want the rejection and the db cluster", got)
+	if got := only(t, p, key(ns, "web")); got.LDSRejected != 1 || len(got.Clusters) != 1 || got.Denied != 3 {
+		t.Errorf("web-0 = %+v, want the rejection, the db cluster and 3 denials", got)
 	}
+	for _, o := range p.Observations(key(ns, "cart")) {
+		if o.Pod == "cart-0" && (o.AuditDenied != 4 || !o.CertificateExpiry.IsZero()) {
+			t.Errorf("cart-0 = %+v, want 4 audit denials and no certificate", o)
+		}
+	}
+}
+
+// TestSweepToleratesSidecarsWithoutCerts: a sidecar whose status listener has no /certs route
+// (404) is probed as usual, with no certificate; one whose /certs fails otherwise is unreachable,
+// like any other endpoint.
+func TestSweepToleratesSidecarsWithoutCerts(t *testing.T) {
+	port := statusPort(t)
+	sidecar(t, "127.0.0.2", port) // the stub answers 404 without a certificate
+	serve(t, "127.0.0.3", port, withCerts(http.StatusInternalServerError, "oops"))
+	serve(t, "127.0.0.4", port, withCerts(http.StatusOK, `{"certificates":[{"cert_chain":[{"expiration_time":"soon"}]}]}`))
+	p, _ := newProber(t, port, Options{},
+		pod(ns, "old-0", "old", "127.0.0.2"),
+		pod(ns, "broken-0", "broken", "127.0.0.3"),
+		pod(ns, "garbled-0", "garbled", "127.0.0.4"),
+	)
+	sweep(p)
+	if got := only(t, p, key(ns, "old")); got.State != envoyadmin.StateLive || got.Error != "" || !got.CertificateExpiry.IsZero() {
+		t.Errorf("sidecar without /certs: %+v, want LIVE without certificate or error", got)
+	}
+	for _, tc := range []struct{ service, errContains string }{
+		{"broken", "/certs: unexpected status 500"},
+		{"garbled", "parse certs"},
+	} {
+		if got := only(t, p, key(ns, tc.service)); got.State != StateUnreachable || !strings.Contains(got.Error, tc.errContains) {
+			t.Errorf("%s: %+v, want Unreachable with an error containing %q", tc.service, got, tc.errContains)
+		}
+	}
+}
+
+// withCerts is a stub sidecar whose /certs answers code and body.
+func withCerts(code int, body string) http.Handler {
+	s := admintest.NewSidecar()
+	s.SetVersion("v1")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/certs" {
+			w.WriteHeader(code)
+			_, _ = w.Write([]byte(body))
+			return
+		}
+		s.ServeHTTP(w, r)
+	})
 }
 
 func TestSweepReportsUnreachableSidecars(t *testing.T) {
@@ -113,6 +176,10 @@ func TestSweepReportsUnreachableSidecars(t *testing.T) {
 	hung := sidecar(t, "127.0.0.4", port)
 	hung.SetHang(true)
 	garbage := sidecar(t, "127.0.0.5", port)
+	// What garbage reported before must not survive its becoming unreachable.
+	garbage.SetCertificate(time.Now().Add(time.Hour), "spiffe://cluster.local/ns/shop/sa/garbage")
+	garbage.SetCounter("http.inbound.rbac.denied", 2)
+	garbage.SetCounter("http.inbound.rbac.shadow_denied", 3)
 	p, _ := newProber(t, port, Options{Timeout: 500 * time.Millisecond},
 		pod(ns, "live", "live", "127.0.0.2"),
 		pod(ns, "refused", "refused", "127.0.0.3"),
@@ -120,8 +187,9 @@ func TestSweepReportsUnreachableSidecars(t *testing.T) {
 		pod(ns, "garbage", "garbage", "127.0.0.5"),
 	)
 	sweep(p)
-	if got := only(t, p, key(ns, "garbage")); got.State != envoyadmin.StateLive || got.LDSVersion != "v1" {
-		t.Fatalf("before garbage: %+v, want LIVE at v1", got)
+	if got := only(t, p, key(ns, "garbage")); got.State != envoyadmin.StateLive || got.LDSVersion != "v1" ||
+		got.CertificateExpiry.IsZero() || got.Denied != 2 || got.AuditDenied != 3 {
+		t.Fatalf("before garbage: %+v, want LIVE at v1 with a certificate and denials", got)
 	}
 	drain(t, p)
 
