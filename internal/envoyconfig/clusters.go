@@ -69,7 +69,8 @@ func localAppCluster(svc Service) (*clusterv3.Cluster, error) {
 
 // upstreamCluster reaches every pod of an upstream MeshService through its headless
 // Service: STRICT_DNS resolves the name to all pod IPs and balances across them on
-// the caller's side, as in the seed.
+// the caller's side, as in the seed. A target with a Peer is reached over mutual
+// TLS, health checks included.
 func upstreamCluster(u Upstream, clusterDomain string) (*clusterv3.Cluster, error) {
 	name := UpstreamClusterName(u.Name, u.Namespace)
 	c, err := upstreamClusterSpec(name, u, clusterDomain)
@@ -94,7 +95,6 @@ func upstreamClusterSpec(name string, u Upstream, clusterDomain string) (*cluste
 		DnsRefreshRate:       durationpb.New(dnsRefreshRate),
 		RespectDnsTtl:        true,
 		DnsLookupFamily:      clusterv3.Cluster_V4_PREFERRED,
-		TransportSocket:      u.Target.TransportSocket,
 	}
 	lb, ok := lbPolicies[tp.LoadBalancer]
 	if !ok {
@@ -118,6 +118,11 @@ func upstreamClusterSpec(name string, u Upstream, clusterDomain string) (*cluste
 	}
 	if isHTTP2(u.Target.Protocol) {
 		if c.TypedExtensionProtocolOptions, err = http2ProtocolOptions(); err != nil {
+			return nil, err
+		}
+	}
+	if p := u.Target.Peer; p != nil {
+		if c.TransportSocket, err = upstreamTLS(*p, u.Target.Protocol); err != nil {
 			return nil, err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -33,6 +34,7 @@ func FuzzBuildSidecar(f *testing.F) {
 		in := &fuzzInput{data: data}
 		caller, found, mesh, mustFail := in.mesh()
 		svc := ServiceFor(caller, found, mesh)
+		in.secure(&svc)
 		res, err := BuildSidecar(svc, Options{})
 		if err != nil {
 			return
@@ -55,14 +57,17 @@ func FuzzBuildSidecar(f *testing.F) {
 			t.Fatal("the same input gave another version")
 		}
 		again := mustRender(t, againRes)
-		if !bytes.Equal(out.Listeners, again.Listeners) || !bytes.Equal(out.Clusters, again.Clusters) || !bytes.Equal(out.Bootstrap, again.Bootstrap) {
+		if !bytes.Equal(out.Listeners, again.Listeners) || !bytes.Equal(out.Clusters, again.Clusters) || !bytes.Equal(out.Bootstrap, again.Bootstrap) ||
+			!bytes.Equal(out.SDSIdentity, again.SDSIdentity) || !bytes.Equal(out.SDSTrust, again.SDSTrust) {
 			t.Fatal("the same input rendered different bytes")
 		}
 	})
 }
 
-// validateRendered reads the three files back as Envoy would and validates every
-// message, including those packed in Any fields, which ValidateAll skips.
+// validateRendered reads the files back as Envoy would and validates every
+// message, including those packed in Any fields, which ValidateAll skips: the
+// bootstrap, lds.yaml and cds.yaml at ConfigVersion, and the SDS files, when
+// rendered, with one secret each.
 func validateRendered(out *Output) error {
 	boot := &bootstrapv3.Bootstrap{}
 	if err := readYAML(out.Bootstrap, boot); err != nil {
@@ -71,21 +76,35 @@ func validateRendered(out *Output) error {
 	if err := validateDeep(boot); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	for file, data := range map[string][]byte{ListenersFile: out.Listeners, ClustersFile: out.Clusters} {
+	for file, data := range map[string][]byte{ListenersFile: out.Listeners, ClustersFile: out.Clusters, SDSIdentityFile: out.SDSIdentity, SDSTrustFile: out.SDSTrust} {
+		sds := file == SDSIdentityFile || file == SDSTrustFile
+		if sds && len(data) == 0 {
+			continue
+		}
 		dr := &discoveryv3.DiscoveryResponse{}
 		if err := readYAML(data, dr); err != nil {
 			return fmt.Errorf("%s: %w", file, err)
 		}
-		if dr.VersionInfo != out.ConfigVersion {
+		if !sds && dr.VersionInfo != out.ConfigVersion {
 			return fmt.Errorf("%s: version_info %q, want %q", file, dr.VersionInfo, out.ConfigVersion)
+		}
+		if sds && (len(dr.Resources) != 1 || dr.VersionInfo == "") {
+			return fmt.Errorf("%s: %d resources at version %q, want one secret and a version", file, len(dr.Resources), dr.VersionInfo)
 		}
 		for _, a := range dr.Resources {
 			m, err := a.UnmarshalNew()
 			if err != nil {
 				return fmt.Errorf("%s: %w", file, err)
 			}
-			switch m.(type) {
+			switch r := m.(type) {
 			case *listenerv3.Listener, *clusterv3.Cluster:
+				if sds {
+					return fmt.Errorf("%s: unexpected resource %T", file, m)
+				}
+			case *tlsv3.Secret:
+				if !sds || sdsFiles[r.Name] != file {
+					return fmt.Errorf("%s: unexpected secret %q", file, r.Name)
+				}
 			default:
 				return fmt.Errorf("%s: unexpected resource %T", file, m)
 			}
@@ -305,6 +324,29 @@ func (in *fuzzInput) traffic(httpOnly bool) *v1alpha1.TrafficPolicy {
 		tp.HealthCheck = hc
 	}
 	return tp
+}
+
+// secure gives svc an identity, and some of its upstreams a Peer, from the bytes
+// the mesh left; with none left it stays plaintext, so the seeds keep their meaning.
+func (in *fuzzInput) secure(svc *Service) {
+	if in.intn(3) == 0 {
+		return
+	}
+	modes := []v1alpha1.MTLSMode{v1alpha1.MTLSStrict, v1alpha1.MTLSPermissive}
+	authz := []v1alpha1.AuthorizationMode{v1alpha1.AuthorizationEnforce, v1alpha1.AuthorizationAudit, v1alpha1.AuthorizationOff}
+	svc.Security = &Security{MTLS: modes[in.intn(len(modes))], Authorization: authz[in.intn(len(authz))]}
+	const label = "abcdefghijklmnopqrstuvwxyz0123456789-"
+	for range in.intn(5) {
+		svc.Security.Principals = append(svc.Security.Principals, "spiffe://cluster.local/ns/"+in.text(label, 12)+"/sa/"+in.text(label, 12))
+	}
+	for _, u := range svc.Upstreams {
+		if u.Target != nil && in.bool() {
+			u.Target.Peer = &Peer{
+				SPIFFEID: "spiffe://cluster.local/ns/" + u.Namespace + "/sa/" + u.Name,
+				SNI:      u.Name + "." + u.Namespace + ".svc.cluster.local",
+			}
+		}
+	}
 }
 
 var fuzzProtocols = []v1alpha1.Protocol{v1alpha1.ProtocolHTTP, v1alpha1.ProtocolHTTP2, v1alpha1.ProtocolGRPC, v1alpha1.ProtocolTCP}

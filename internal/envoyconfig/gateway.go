@@ -31,13 +31,18 @@ type Gateway struct {
 	Name, Namespace string // the ServiceMesh
 	ListenPort      int32  // the container port Envoy listens on; GatewayFor sets GatewayListenPort
 	Routes          []GatewayRoute
+	// Security, when set, gives the gateway its identity, which it presents to
+	// the route targets that have a Peer. Only whether it is set matters: the
+	// gateway's listener takes plaintext HTTP from outside the mesh, so its
+	// modes and principals are not read.
+	Security *Security
 }
 
 // GatewayRoute is one resolved route of the gateway.
 type GatewayRoute struct {
 	Prefix          string
 	Name, Namespace string  // the target MeshService, Namespace already defaulted to the mesh's
-	Target          *Target // nil when the MeshService does not exist: the route answers 503
+	Target          *Target // nil when the MeshService does not exist: the route answers 503; its Peer makes the cluster mTLS
 }
 
 // GatewayFor resolves a ServiceMesh into a Gateway: route namespaces default to the
@@ -119,6 +124,9 @@ func BuildGateway(gw Gateway, opts Options) (*Resources, error) {
 	// Sorted by name, so a route change that keeps the targets leaves cds.yaml alone.
 	sorted := slices.SortedFunc(maps.Values(clusters), func(a, b *clusterv3.Cluster) int { return strings.Compare(a.Name, b.Name) })
 	res := &Resources{Bootstrap: boot, Listeners: []*listenerv3.Listener{listener}, Clusters: sorted}
+	if res.Secrets, err = secretsFor(gw.Security); err != nil {
+		return nil, err
+	}
 	return res.versioned()
 }
 
@@ -153,6 +161,9 @@ func checkGateway(gw Gateway) error {
 			}
 			if t.Protocol == v1alpha1.ProtocolTCP {
 				return fmt.Errorf("gateway route %q: MeshService %s/%s speaks TCP, but a gateway route is HTTP; route only to HTTP, HTTP2 or GRPC services", r.Prefix, r.Namespace, r.Name)
+			}
+			if t.Peer != nil && gw.Security == nil {
+				return fmt.Errorf("gateway route %q: MeshService %s/%s has a Peer, but the gateway has no identity (Security) to present to it", r.Prefix, r.Namespace, r.Name)
 			}
 		}
 	}

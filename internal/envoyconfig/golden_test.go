@@ -129,44 +129,58 @@ func TestGoldenFilesLoad(t *testing.T) {
 	if *update {
 		t.Skip("golden files are being rewritten")
 	}
-	dirs, err := filepath.Glob(filepath.Join("testdata", "*", BootstrapFile))
-	if err != nil {
-		t.Fatal(err)
+	var dirs []string
+	for _, pattern := range []string{"*", "*/*"} {
+		found, err := filepath.Glob(filepath.Join("testdata", pattern, ListenersFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, found...)
 	}
-	more, err := filepath.Glob(filepath.Join("testdata", "*", "*", BootstrapFile))
-	if err != nil {
-		t.Fatal(err)
+	// seed/service-a,b,c, features and gateway; under security/ each mode's
+	// lds.yaml, the egress caller and the gateway.
+	if want := 5 + len(securityGoldenCases) + 2; len(dirs) != want {
+		t.Fatalf("found %d golden directories, want %d: %v", len(dirs), want, dirs)
 	}
-	dirs = append(dirs, more...)
-	if len(dirs) != 5 {
-		t.Fatalf("found %d golden directories, want 5 (seed/service-a,b,c, features and gateway): %v", len(dirs), dirs)
-	}
-	for _, boot := range dirs {
-		dir := filepath.Dir(boot)
+	for _, lds := range dirs {
+		dir := filepath.Dir(lds)
 		t.Run(dir, func(t *testing.T) {
-			read := func(name string) []byte {
+			out := &Output{}
+			for name, dst := range map[string]*[]byte{BootstrapFile: &out.Bootstrap, ListenersFile: &out.Listeners, ClustersFile: &out.Clusters,
+				SDSIdentityFile: &out.SDSIdentity, SDSTrustFile: &out.SDSTrust} {
 				b, err := os.ReadFile(filepath.Join(dir, name))
-				if err != nil {
+				if err != nil && !os.IsNotExist(err) {
 					t.Fatal(err)
 				}
-				return b
+				*dst = b
 			}
-			if err := parseBootstrap(t, read(BootstrapFile)).ValidateAll(); err != nil {
-				t.Errorf("bootstrap: %v", err)
+			if out.Bootstrap != nil {
+				if err := parseBootstrap(t, out.Bootstrap).ValidateAll(); err != nil {
+					t.Errorf("bootstrap: %v", err)
+				}
 			}
-			lv, listeners := parseListeners(t, read(ListenersFile))
-			cv, clusters := parseClusters(t, read(ClustersFile))
-			if lv == "" || lv != cv {
-				t.Errorf("version_info: lds %q, cds %q; want equal and non-empty", lv, cv)
-			}
+			lv, listeners := parseListeners(t, out.Listeners)
 			for _, l := range listeners {
 				if err := l.ValidateAll(); err != nil {
 					t.Errorf("listener %q: %v", l.Name, err)
 				}
 			}
-			for _, c := range clusters {
-				if err := c.ValidateAll(); err != nil {
-					t.Errorf("cluster %q: %v", c.Name, err)
+			if out.Clusters != nil {
+				cv, clusters := parseClusters(t, out.Clusters)
+				if lv == "" || lv != cv {
+					t.Errorf("version_info: lds %q, cds %q; want equal and non-empty", lv, cv)
+				}
+				for _, c := range clusters {
+					if err := c.ValidateAll(); err != nil {
+						t.Errorf("cluster %q: %v", c.Name, err)
+					}
+				}
+			}
+			// Deep, through every typed config, once all files are there.
+			if out.Bootstrap != nil && out.Clusters != nil {
+				out.ConfigVersion = lv
+				if err := validateRendered(out); err != nil {
+					t.Error(err)
 				}
 			}
 		})

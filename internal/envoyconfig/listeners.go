@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -20,6 +22,21 @@ import (
 
 const (
 	inboundListenerName = "inbound"
+
+	// Names of the inbound filter chains when the service has an identity.
+	mtlsChainName      = "mtls"
+	plaintextChainName = "plaintext"
+
+	tlsInspectorName     = "envoy.filters.listener.tls_inspector"
+	tlsTransportProtocol = "tls"
+	// permissiveDetectTimeout bounds how long a Permissive listener waits for a
+	// client's first bytes to tell mesh mTLS from plaintext.
+	permissiveDetectTimeout = time.Second
+
+	// noCallerSAN is the one SAN a TCP service in Enforce with no authorized
+	// caller accepts: no certificate can name the .invalid domain, and no SAN
+	// matcher at all would accept every mesh identity.
+	noCallerSAN = "spiffe://envoymesh.invalid/no-authorized-callers"
 
 	hcmFilterName      = "envoy.filters.network.http_connection_manager"
 	tcpProxyFilterName = "envoy.filters.network.tcp_proxy"
@@ -44,37 +61,140 @@ func egressStatPrefix(u Upstream) string {
 }
 
 // inboundListener accepts callers on every interface at servicePort and hands their
-// requests to the application on loopback, through svc.Inbound's transport socket
-// and HTTP filters when it has any.
+// requests to the application on loopback: in plaintext without svc.Security,
+// otherwise over mutual TLS and through authorization, with a plaintext chain
+// beside it in Permissive mode.
 func inboundListener(svc Service) (*listenerv3.Listener, error) {
-	var filter *listenerv3.Filter
-	var err error
-	switch {
-	case svc.Protocol == v1alpha1.ProtocolTCP && len(svc.Inbound.HTTPFilters) > 0:
-		err = errors.New("HTTP filters cannot run on a TCP service")
-	case svc.Protocol == v1alpha1.ProtocolTCP:
-		filter, err = tcpProxy(inboundListenerName, localAppClusterName)
-	default:
-		// No route timeout here: callers bound their requests with their own
-		// policy, and Envoy's 15s default would cut longer ones short.
-		action := &routev3.RouteAction{
-			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: localAppClusterName},
-			Timeout:          durationpb.New(0),
-		}
-		routes := []*routev3.Route{{Match: matchAll(), Action: &routev3.Route_Route{Route: action}}}
-		filter, err = httpConnectionManagerFilter(&hcmv3.HttpConnectionManager{
-			StatPrefix:     inboundListenerName,
-			RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(inboundListenerName, routes)},
-		}, svc.Inbound.HTTPFilters...)
-	}
+	l, err := inboundListenerSpec(svc)
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", inboundListenerName, err)
 	}
-	return validListener(&listenerv3.Listener{
-		Name:         inboundListenerName,
-		Address:      socketAddress(anyAddress, svc.ServicePort),
-		FilterChains: []*listenerv3.FilterChain{filterChain(svc.Inbound.TransportSocket, filter)},
-	})
+	return validListener(l)
+}
+
+func inboundListenerSpec(svc Service) (*listenerv3.Listener, error) {
+	l := &listenerv3.Listener{Name: inboundListenerName, Address: socketAddress(anyAddress, svc.ServicePort)}
+	if svc.Security == nil {
+		plain, err := inboundFilters(svc.Protocol, nil)
+		if err != nil {
+			return nil, err
+		}
+		l.FilterChains = []*listenerv3.FilterChain{filterChain(nil, plain...)}
+		return l, nil
+	}
+	mtls, err := inboundMTLSChain(svc)
+	if err != nil {
+		return nil, err
+	}
+	// Rooted at listener.inbound.*, so the TLS stats are listener.inbound.ssl.*
+	// rather than keyed by the address.
+	l.StatPrefix = inboundListenerName
+	l.FilterChains = []*listenerv3.FilterChain{mtls}
+	if svc.Security.MTLS != v1alpha1.MTLSPermissive {
+		return l, nil
+	}
+	return permissive(l, svc.Protocol)
+}
+
+// permissive lets l's mTLS chain take only connections that offer MeshALPN in a
+// TLS ClientHello, and sends every other connection, plaintext or TLS the app
+// terminates itself, to a plaintext chain that forwards without authorization:
+// its callers have no identity to authorize. It must be the default filter
+// chain, not a second chain: Envoy does not backtrack, so a TLS connection
+// without MeshALPN would match transport_protocol "tls" and then no chain.
+func permissive(l *listenerv3.Listener, p v1alpha1.Protocol) (*listenerv3.Listener, error) {
+	plain, err := inboundFilters(p, nil)
+	if err != nil {
+		return nil, err
+	}
+	inspector, err := pack(&tlsinspectorv3.TlsInspector{})
+	if err != nil {
+		return nil, fmt.Errorf("listener filter %q: %w", tlsInspectorName, err)
+	}
+	l.FilterChains[0].FilterChainMatch = &listenerv3.FilterChainMatch{
+		TransportProtocol:    tlsTransportProtocol,
+		ApplicationProtocols: []string{MeshALPN},
+	}
+	l.DefaultFilterChain = filterChain(nil, plain...)
+	l.DefaultFilterChain.Name = plaintextChainName
+	l.ListenerFilters = []*listenerv3.ListenerFilter{{
+		Name:       tlsInspectorName,
+		ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: inspector},
+	}}
+	// A plaintext protocol where the server speaks first sends nothing for the
+	// inspector to read; after a second it goes on to the plaintext chain
+	// rather than being closed. Mesh clients send their ClientHello at once.
+	l.ListenerFiltersTimeout = durationpb.New(permissiveDetectTimeout)
+	l.ContinueOnListenerFiltersTimeout = true
+	return l, nil
+}
+
+// inboundMTLSChain requires a client certificate from the mesh and authorizes
+// its SPIFFE ID with the RBAC filter svc.Security asks for. HTTP leaves matching
+// the ID to RBAC, whose 403 tells a caller why; the handshake only requires a
+// chain to the mesh's anchors. TCP in Enforce also admits only the principals at
+// the handshake: its RBAC filter decides on the client's first bytes, after
+// tcp_proxy has connected to the app, where a server-first protocol has spoken.
+func inboundMTLSChain(svc Service) (*listenerv3.FilterChain, error) {
+	filters, err := inboundFilters(svc.Protocol, svc.Security)
+	if err != nil {
+		return nil, err
+	}
+	var sans []string
+	if svc.Protocol == v1alpha1.ProtocolTCP && svc.Security.Authorization == v1alpha1.AuthorizationEnforce {
+		if sans = principals(svc.Security); len(sans) == 0 {
+			// No SAN matchers would admit any mesh identity.
+			sans = []string{noCallerSAN}
+		}
+	}
+	socket, err := downstreamTLS(svc.Protocol, sans)
+	if err != nil {
+		return nil, err
+	}
+	fc := filterChain(socket, filters...)
+	fc.Name = mtlsChainName
+	return fc, nil
+}
+
+// inboundFilters forward to the app, after the RBAC filter sec asks for; nil sec
+// (plaintext) has none.
+func inboundFilters(p v1alpha1.Protocol, sec *Security) ([]*listenerv3.Filter, error) {
+	if p == v1alpha1.ProtocolTCP {
+		var filters []*listenerv3.Filter
+		if sec != nil {
+			var err error
+			if filters, err = networkRBAC(sec); err != nil {
+				return nil, err
+			}
+		}
+		tp, err := tcpProxy(inboundListenerName, localAppClusterName)
+		if err != nil {
+			return nil, err
+		}
+		return append(filters, tp), nil
+	}
+	var rbac []*hcmv3.HttpFilter
+	if sec != nil {
+		var err error
+		if rbac, err = httpRBAC(sec); err != nil {
+			return nil, err
+		}
+	}
+	// No route timeout here: callers bound their requests with their own
+	// policy, and Envoy's 15s default would cut longer ones short.
+	action := &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: localAppClusterName},
+		Timeout:          durationpb.New(0),
+	}
+	routes := []*routev3.Route{{Match: matchAll(), Action: &routev3.Route_Route{Route: action}}}
+	hcm, err := httpConnectionManagerFilter(&hcmv3.HttpConnectionManager{
+		StatPrefix:     inboundListenerName,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(inboundListenerName, routes)},
+	}, rbac...)
+	if err != nil {
+		return nil, err
+	}
+	return []*listenerv3.Filter{hcm}, nil
 }
 
 // egressListener is where the application reaches an upstream: loopback only, so

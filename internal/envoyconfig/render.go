@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"go.yaml.in/yaml/v2"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -15,13 +16,14 @@ import (
 // marshalOptions keep Envoy's own field names, so the files read like Envoy's docs.
 var marshalOptions = protojson.MarshalOptions{UseProtoNames: true}
 
-// Render writes res as the ConfigMap's files: the bootstrap, and listeners and
+// Render writes res as the ConfigMap's files: the bootstrap, listeners and
 // clusters as the DiscoveryResponse files the bootstrap's FileDelivery watches,
-// each with res.Version as version_info. Files carry no secrets or endpoints, so
-// a set with any is refused rather than delivered without them.
+// each with res.Version as version_info, and each secret as the SDS file its TLS
+// contexts name. Files carry no endpoints and only the identity and trust
+// secrets, so a set with anything else is refused rather than delivered without it.
 func Render(res *Resources) (*Output, error) {
-	if len(res.Secrets) > 0 || len(res.Endpoints) > 0 {
-		return nil, fmt.Errorf("render: %d secrets and %d endpoints cannot be delivered as files", len(res.Secrets), len(res.Endpoints))
+	if len(res.Endpoints) > 0 {
+		return nil, fmt.Errorf("render: %d endpoints cannot be delivered as files", len(res.Endpoints))
 	}
 	bootYAML, err := toYAML(res.Bootstrap)
 	if err != nil {
@@ -35,7 +37,35 @@ func Render(res *Resources) (*Output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("render clusters: %w", err)
 	}
-	return &Output{Bootstrap: bootYAML, Listeners: lds, Clusters: cds, ConfigVersion: res.Version, BootstrapHash: res.BootstrapVersion}, nil
+	out := &Output{Bootstrap: bootYAML, Listeners: lds, Clusters: cds, ConfigVersion: res.Version, BootstrapHash: res.BootstrapVersion}
+	if err := renderSecrets(out, res.Secrets); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// renderSecrets writes each secret to its own SDS file, as Envoy reads one secret
+// per file. Each file's version_info is a hash of its secret alone, so its bytes
+// change only when the secret does, not with every listener change.
+func renderSecrets(out *Output, secrets []*tlsv3.Secret) error {
+	files := map[string]*[]byte{SDSIdentityFile: &out.SDSIdentity, SDSTrustFile: &out.SDSTrust}
+	for _, s := range secrets {
+		dst := files[sdsFiles[s.GetName()]]
+		if dst == nil {
+			return fmt.Errorf("render: secret %q has no file; only %q and %q can be delivered as files", s.GetName(), IdentitySecretName, TrustSecretName)
+		}
+		if *dst != nil {
+			return fmt.Errorf("render: secret %q is listed twice", s.GetName())
+		}
+		version, err := versionOf(s)
+		if err != nil {
+			return err
+		}
+		if *dst, err = discoveryResponse([]*tlsv3.Secret{s}, version); err != nil {
+			return fmt.Errorf("render secret %q: %w", s.GetName(), err)
+		}
+	}
+	return nil
 }
 
 // discoveryResponse renders resources in the shape Envoy expects in a file named

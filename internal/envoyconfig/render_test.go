@@ -61,6 +61,11 @@ func TestToYAMLMatchesJSONToYAMLOnGoldenFiles(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no golden files (%v)", err)
 	}
+	nested, err := filepath.Glob("testdata/*/*/*.yaml")
+	if err != nil || len(nested) == 0 {
+		t.Fatalf("no nested golden files (%v)", err)
+	}
+	files = append(files, nested...)
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {

@@ -24,15 +24,20 @@ type Resources struct {
 	Bootstrap *bootstrapv3.Bootstrap
 	Listeners []*listenerv3.Listener
 	Clusters  []*clusterv3.Cluster
-	// Secrets and Endpoints are the SDS and EDS resources. No builder fills them
-	// yet: sidecars resolve upstreams by DNS and have no identity.
-	Secrets   []*tlsv3.Secret
+	// Secrets are the SDS resources: the identity and trust secrets when the
+	// Envoy has an identity (see Security), in that order. They name files the
+	// kubelet keeps fresh, so they only change when Security comes or goes.
+	Secrets []*tlsv3.Secret
+	// Endpoints are the EDS resources. No builder fills them yet: sidecars
+	// resolve upstreams by DNS.
 	Endpoints []*endpointv3.ClusterLoadAssignment
 
 	// Version is a hash of the deterministic proto encoding of the listeners,
 	// clusters, secrets and endpoints: the version_info Envoy reports once it
 	// loaded them. It is known before anything is rendered, so an unchanged set
-	// is recognised without rendering it.
+	// is recognised without rendering it. Secrets are in it, as one version
+	// covers a whole xDS snapshot; they change only with the listeners and
+	// clusters that name them, so they never move it alone.
 	Version string
 	// BootstrapVersion is the same kind of hash of the bootstrap alone; the pod
 	// template carries it, so only a bootstrap change rolls the pods.

@@ -7,13 +7,9 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	rbacconfigv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
-	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/envoymesh/envoymesh-operator/api/v1alpha1"
@@ -22,17 +18,6 @@ import (
 // These tests hold the seams the identity, authorization and xDS work builds on:
 // HTTP filters before the router, transport sockets on listeners and clusters,
 // the callers as an input, and the bootstrap's delivery as an input.
-
-const rbacFilterName = "envoy.filters.http.rbac"
-
-func denyAllRBAC(t *testing.T) *hcmv3.HttpFilter {
-	t.Helper()
-	f, err := httpFilter(rbacFilterName, &rbacv3.RBAC{Rules: &rbacconfigv3.RBAC{Action: rbacconfigv3.RBAC_ALLOW}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
 
 func filterNames(hcm *hcmv3.HttpConnectionManager) []string {
 	var names []string
@@ -43,15 +28,15 @@ func filterNames(hcm *hcmv3.HttpConnectionManager) []string {
 }
 
 func TestInboundHTTPFiltersRunBeforeTheRouter(t *testing.T) {
-	svc := Service{Name: "a", Namespace: "ns", Port: 8081, ServicePort: 8786, Protocol: v1alpha1.ProtocolHTTP}
-	svc.Inbound.HTTPFilters = []*hcmv3.HttpFilter{denyAllRBAC(t)}
+	svc := Service{Name: "a", Namespace: "ns", Port: 8081, ServicePort: 8786, Protocol: v1alpha1.ProtocolHTTP,
+		Security: &Security{MTLS: v1alpha1.MTLSStrict, Authorization: v1alpha1.AuthorizationEnforce}}
 	out := build(t, svc)
 	if err := validateRendered(out); err != nil {
 		t.Fatal(err)
 	}
 	_, ls := parseListeners(t, out.Listeners)
 	got := filterNames(hcmOf(t, listenerNamed(t, ls, inboundListenerName)))
-	if want := []string{rbacFilterName, routerFilterName}; !slices.Equal(got, want) {
+	if want := []string{httpRBACFilterName, routerFilterName}; !slices.Equal(got, want) {
 		t.Errorf("inbound http_filters %v, want %v", got, want)
 	}
 	// Egress listeners are the caller's side: they get none of it.
@@ -67,14 +52,16 @@ func TestRouterCannotBePassedIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rbac, err := httpRBAC(&Security{Authorization: v1alpha1.AuthorizationEnforce})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, f := range map[string]*hcmv3.HttpFilter{
 		"by type": router,
-		"by name": {Name: routerFilterName, ConfigType: denyAllRBAC(t).ConfigType},
+		"by name": {Name: routerFilterName, ConfigType: rbac[0].ConfigType},
 	} {
 		t.Run(name, func(t *testing.T) {
-			svc := Service{Name: "a", Namespace: "ns", Port: 8081, ServicePort: 8786}
-			svc.Inbound.HTTPFilters = []*hcmv3.HttpFilter{f}
-			_, err := BuildSidecar(svc, Options{})
+			_, err := httpConnectionManagerFilter(&hcmv3.HttpConnectionManager{StatPrefix: "x"}, rbac[0], f)
 			if err == nil || !strings.Contains(err.Error(), "router is added last") {
 				t.Errorf("error %v, want the router refused", err)
 			}
@@ -82,57 +69,51 @@ func TestRouterCannotBePassedIn(t *testing.T) {
 	}
 }
 
-func TestHTTPFiltersOnTCPServiceRefused(t *testing.T) {
-	svc := Service{Name: "a", Namespace: "ns", Port: 8081, ServicePort: 8786, Protocol: v1alpha1.ProtocolTCP}
-	svc.Inbound.HTTPFilters = []*hcmv3.HttpFilter{denyAllRBAC(t)}
-	if _, err := BuildSidecar(svc, Options{}); err == nil || !strings.Contains(err.Error(), "TCP service") {
-		t.Errorf("error %v, want HTTP filters on TCP refused", err)
-	}
-}
-
+// TestTransportSockets: an identity puts TLS on the inbound listener and on the
+// clusters of upstreams with a Peer, and nowhere on loopback.
 func TestTransportSockets(t *testing.T) {
-	down, err := transportSocket("envoy.transport_sockets.tls", &tlsv3.DownstreamTlsContext{
-		RequireClientCertificate: wrapperspb.Bool(true),
-	})
-	if err != nil {
-		t.Fatal(err)
+	svc := Service{Name: "a", Namespace: "ns", Port: 8081, ServicePort: 8786, Protocol: v1alpha1.ProtocolHTTP,
+		Security: &Security{MTLS: v1alpha1.MTLSStrict, Authorization: v1alpha1.AuthorizationOff}}
+	peer := &Peer{SPIFFEID: "spiffe://cluster.local/ns/ns/sa/b", SNI: "b.ns.svc.cluster.local"}
+	svc.Upstreams = []Upstream{
+		{Name: "b", Namespace: "ns", LocalPort: 9000, Target: &Target{ServicePort: 80, Traffic: MergeTraffic(), Peer: peer}},
+		{Name: "c", Namespace: "ns", LocalPort: 9001, Target: &Target{ServicePort: 80, Traffic: MergeTraffic()}},
 	}
-	up, err := transportSocket("envoy.transport_sockets.tls", &tlsv3.UpstreamTlsContext{Sni: "b.ns"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := Service{Name: "a", Namespace: "ns", Port: 8081, ServicePort: 8786, Protocol: v1alpha1.ProtocolHTTP}
-	svc.Inbound.TransportSocket = down
-	svc.Upstreams = []Upstream{{Name: "b", Namespace: "ns", LocalPort: 9000, Target: &Target{ServicePort: 80, Traffic: MergeTraffic(), TransportSocket: up}}}
 	out := build(t, svc)
 	if err := validateRendered(out); err != nil {
 		t.Fatal(err)
 	}
 	_, ls := parseListeners(t, out.Listeners)
-	if got := listenerNamed(t, ls, inboundListenerName).FilterChains[0].TransportSocket; !proto.Equal(got, down) {
-		t.Errorf("inbound transport socket %v, want %v", got, down)
+	if got := listenerNamed(t, ls, inboundListenerName).FilterChains[0].TransportSocket; got.GetName() != tlsTransportSocketName {
+		t.Errorf("inbound transport socket %v, want TLS", got)
 	}
-	if got := listenerNamed(t, ls, "egress_9000").FilterChains[0].TransportSocket; got != nil {
-		t.Errorf("egress listener on loopback got transport socket %v", got)
+	for _, name := range []string{"egress_9000", "egress_9001"} {
+		if got := listenerNamed(t, ls, name).FilterChains[0].TransportSocket; got != nil {
+			t.Errorf("egress listener %s on loopback got transport socket %v", name, got)
+		}
 	}
 	_, cs := parseClusters(t, out.Clusters)
-	if got := clusterNamed(t, cs, "out.b.ns").TransportSocket; !proto.Equal(got, up) {
-		t.Errorf("upstream cluster transport socket %v, want %v", got, up)
+	if got := clusterNamed(t, cs, "out.b.ns").TransportSocket; got.GetName() != tlsTransportSocketName {
+		t.Errorf("upstream cluster with a Peer: transport socket %v, want TLS", got)
+	}
+	if got := clusterNamed(t, cs, "out.c.ns").TransportSocket; got != nil {
+		t.Errorf("upstream cluster without a Peer got transport socket %v", got)
 	}
 	if got := clusterNamed(t, cs, localAppClusterName).TransportSocket; got != nil {
 		t.Errorf("the app on loopback got transport socket %v", got)
 	}
 
 	t.Run("an invalid TLS context is refused when packed", func(t *testing.T) {
-		_, err := transportSocket("envoy.transport_sockets.tls", &tlsv3.UpstreamTlsContext{Sni: strings.Repeat("x", 300)})
-		if err == nil {
-			t.Error("an SNI longer than 255 bytes was packed")
+		svc.Upstreams[0].Target.Peer = &Peer{SPIFFEID: peer.SPIFFEID, SNI: strings.Repeat("x", 300)}
+		if _, err := BuildSidecar(svc, Options{}); err == nil || !strings.Contains(err.Error(), "Sni") {
+			t.Errorf("error %v, want an SNI longer than 255 bytes refused", err)
 		}
 	})
 }
 
-// TestCallersAreAnInputWithoutConsequence: the callers reach the build, and change
-// nothing yet, so no sidecar reloads when a caller comes or goes.
+// TestCallersAreAnInputWithoutConsequence: the callers reach the build and change
+// nothing (Security.Principals does), so no sidecar reloads when a caller comes
+// or goes without changing who is authorized.
 func TestCallersAreAnInputWithoutConsequence(t *testing.T) {
 	svc := Service{Name: "b", Namespace: "ns", Port: 8081, ServicePort: 8786}
 	without, err := BuildSidecar(svc, Options{})
@@ -145,7 +126,7 @@ func TestCallersAreAnInputWithoutConsequence(t *testing.T) {
 		t.Fatal(err)
 	}
 	if with.Version != without.Version || with.BootstrapVersion != without.BootstrapVersion {
-		t.Error("callers changed the config; nothing is built from them yet")
+		t.Error("callers changed the config; nothing is built from them")
 	}
 }
 

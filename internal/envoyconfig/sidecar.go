@@ -6,9 +6,7 @@ import (
 	"slices"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/envoymesh/envoymesh-operator/api/v1alpha1"
@@ -43,18 +41,13 @@ type Service struct {
 	Protocol          v1alpha1.Protocol
 	Upstreams         []Upstream
 	// Callers are the MeshServices that name this one in spec.upstreams. Nothing
-	// is built from them yet; authorization will accept exactly these.
+	// is built from them: Security.Principals, which the controller resolves from
+	// them and spec.allowFrom, is what authorization admits.
 	Callers []types.NamespacedName
-	// Inbound is what the inbound listener gets beyond forwarding: TLS and
-	// authorization filters. Nothing sets it yet.
-	Inbound ListenerExtras
-}
-
-// ListenerExtras wrap a listener's traffic: a transport socket (TLS) on its filter
-// chain and HTTP filters that run before the router (RBAC).
-type ListenerExtras struct {
-	TransportSocket *corev3.TransportSocket
-	HTTPFilters     []*hcmv3.HttpFilter
+	// Security, when set, gives the sidecar its identity: mutual TLS on the
+	// inbound listener with authorization, and on the clusters of upstreams
+	// that have a Peer. Nil keeps everything plaintext.
+	Security *Security
 }
 
 // Upstream is one egress listener of the sidecar and, when resolved, its cluster.
@@ -73,9 +66,10 @@ type Target struct {
 	ServicePort int32
 	Protocol    v1alpha1.Protocol
 	Traffic     v1alpha1.TrafficPolicy // already merged by MergeTraffic
-	// TransportSocket, when set, wraps the connections to the target (TLS).
-	// Nothing sets it yet.
-	TransportSocket *corev3.TransportSocket
+	// Peer, when set, is the target's identity, and the caller reaches it over
+	// mutual TLS; nil is plaintext (the target's mesh or the caller's has mTLS
+	// Disabled). A Peer needs the caller's own identity, its Security.
+	Peer *Peer
 }
 
 // Options are cluster-wide settings that are not part of any MeshService.
@@ -102,6 +96,10 @@ func (o Options) withDefaults() Options {
 // the versions the controller stamps on objects.
 type Output struct {
 	Bootstrap, Listeners, Clusters []byte // contents of envoy.yaml, lds.yaml, cds.yaml
+	// SDSIdentity and SDSTrust are the contents of sds-identity.yaml and
+	// sds-trust.yaml, the SDS files of the identity and trust secrets; empty
+	// without Security, and then the ConfigMap has no such files.
+	SDSIdentity, SDSTrust []byte
 	// ConfigVersion is Resources.Version, the version_info of lds.yaml and
 	// cds.yaml, so a sidecar's loaded version tells whether it runs the latest.
 	ConfigVersion string
@@ -130,6 +128,9 @@ func BuildSidecar(svc Service, opts Options) (*Resources, error) {
 		return nil, err
 	}
 	res := &Resources{Bootstrap: boot, Listeners: []*listenerv3.Listener{inbound}}
+	if res.Secrets, err = secretsFor(svc.Security); err != nil {
+		return nil, err
+	}
 	local, err := localAppCluster(svc)
 	if err != nil {
 		return nil, err
@@ -161,6 +162,9 @@ func BuildSidecar(svc Service, opts Options) (*Resources, error) {
 func checkService(svc Service) error {
 	if svc.Name == "" || svc.Namespace == "" {
 		return fmt.Errorf("service name and namespace must be set, got %q/%q", svc.Namespace, svc.Name)
+	}
+	if err := checkSecurity(svc.Security); err != nil {
+		return err
 	}
 	// Each port is claimed by a field: -1 and -2 are the app's ports, -3 and -4
 	// Envoy's, i ≥ 0 spec.upstreams[i]'s localPort. Names are only made for errors.
@@ -210,6 +214,9 @@ func checkService(svc Service) error {
 		clusters[name] = i
 		if u.Target != nil && (u.Target.ServicePort < 1 || u.Target.ServicePort > 65535) {
 			return fmt.Errorf("upstream %s/%s: servicePort %d is not a valid port", u.Namespace, u.Name, u.Target.ServicePort)
+		}
+		if u.Target != nil && u.Target.Peer != nil && svc.Security == nil {
+			return fmt.Errorf("upstream %s/%s has a Peer, but the service has no identity (Security) to present to it", u.Namespace, u.Name)
 		}
 	}
 	return nil

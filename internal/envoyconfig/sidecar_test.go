@@ -146,16 +146,31 @@ func TestVersionFromTypedResources(t *testing.T) {
 	})
 }
 
-// TestRenderRefusesWhatFilesCannotCarry: secrets and endpoints have no file yet;
-// rendering must not drop them silently.
+// TestRenderRefusesWhatFilesCannotCarry: endpoints and secrets other than the
+// identity and trust have no file; rendering must not drop them silently.
 func TestRenderRefusesWhatFilesCannotCarry(t *testing.T) {
-	res, err := BuildSidecar(richService(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Secrets = []*tlsv3.Secret{{Name: "identity"}}
-	if _, err := Render(res); err == nil || !strings.Contains(err.Error(), "1 secrets") {
-		t.Errorf("Render with a secret: error %v, want one naming the secret", err)
+	for name, tc := range map[string]struct {
+		change func(*Resources)
+		want   string
+	}{
+		"unknown secret": {func(r *Resources) { r.Secrets = []*tlsv3.Secret{{Name: "other"}} }, `secret "other" has no file`},
+		"secret twice": {func(r *Resources) {
+			r.Secrets = []*tlsv3.Secret{{Name: IdentitySecretName}, {Name: IdentitySecretName}}
+		}, "listed twice"},
+		"endpoints": {func(r *Resources) {
+			r.Endpoints = []*endpointv3.ClusterLoadAssignment{{ClusterName: "out.b.ns"}}
+		}, "1 endpoints"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			res, err := BuildSidecar(richService(), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.change(res)
+			if _, err := Render(res); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Render: error %v, want one containing %q", err, tc.want)
+			}
+		})
 	}
 }
 

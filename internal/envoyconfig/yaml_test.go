@@ -102,8 +102,10 @@ func TestFastYAMLGoldenFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	files = append(files, more...)
-	if len(files) != 15 {
-		t.Fatalf("found %d golden files, want 15: %v", len(files), files)
+	// 5 directories of 3 files before identities; under security/, one lds.yaml
+	// per mode and 5 files each for the egress caller and the gateway.
+	if want := 15 + len(securityGoldenCases) + 2*5; len(files) != want {
+		t.Fatalf("found %d golden files, want %d: %v", len(files), want, files)
 	}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
