@@ -8,13 +8,16 @@ import (
 	"github.com/envoymesh/envoymesh-operator/internal/envoyconfig"
 )
 
-// ConfigMap holds the sidecar's bootstrap and its file-watched listeners and clusters.
+// ConfigMap holds the sidecar's bootstrap, its file-watched listeners and clusters
+// and, when it has an identity, the SDS files of its identity and trust secrets.
 func ConfigMap(ms *meshv1alpha1.MeshService, cfg *envoyconfig.Output) *corev1.ConfigMap {
 	return envoyConfigMap(objectMeta(ms, ConfigMapName(ms)), cfg)
 }
 
 // envoyConfigMap is the ConfigMap an Envoy mounts at envoyconfig.MountPath,
-// annotated with the version of its listeners and clusters.
+// annotated with the version of its listeners and clusters. The SDS files are
+// written only when rendered, so a config without identity keeps exactly its
+// three files.
 func envoyConfigMap(meta metav1.ObjectMeta, cfg *envoyconfig.Output) *corev1.ConfigMap {
 	cm := &corev1.ConfigMap{
 		TypeMeta:   typeMeta("v1", "ConfigMap"),
@@ -24,6 +27,11 @@ func envoyConfigMap(meta metav1.ObjectMeta, cfg *envoyconfig.Output) *corev1.Con
 			envoyconfig.ListenersFile: string(cfg.Listeners),
 			envoyconfig.ClustersFile:  string(cfg.Clusters),
 		},
+	}
+	for name, data := range map[string][]byte{envoyconfig.SDSIdentityFile: cfg.SDSIdentity, envoyconfig.SDSTrustFile: cfg.SDSTrust} {
+		if len(data) > 0 {
+			cm.Data[name] = string(data)
+		}
 	}
 	cm.Annotations = map[string]string{ConfigVersionAnnotation: cfg.ConfigVersion}
 	return cm

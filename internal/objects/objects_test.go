@@ -62,6 +62,14 @@ func TestConfigMap(t *testing.T) {
 	if cm.Annotations[ConfigVersionAnnotation] != "v1" {
 		t.Errorf("annotations %v", cm.Annotations)
 	}
+
+	// With an identity, the SDS files join them, under the names the TLS
+	// contexts read.
+	cfg.SDSIdentity, cfg.SDSTrust = []byte("i"), []byte("t")
+	want["sds-identity.yaml"], want["sds-trust.yaml"] = "i", "t"
+	if d := cmp.Diff(want, ConfigMap(testMeshService(), cfg).Data); d != "" {
+		t.Errorf("data with SDS files (-want +got):\n%s", d)
+	}
 }
 
 func TestService(t *testing.T) {
