@@ -3,36 +3,57 @@
 // can run. For every running meshed pod (label mesh.envoymesh.io/service, or
 // mesh.envoymesh.io/gateway) whose IP is a loopback address it binds
 // <podIP>:15021 and answers the status listener's paths (/ready, /server_info,
-// /stats, /clusters) as an Envoy that loaded the pod's ConfigMap would: the
+// /stats, /clusters, /certs) as an Envoy that loaded the pod's ConfigMap would: the
 // LDS/CDS versions are the version_info of lds.yaml/cds.yaml, the clusters are
 // those of cds.yaml. A ConfigMap change is "loaded" after --propagation-delay,
 // as kubelet's ConfigMap volume refresh would make it visible to Envoy.
 //
-// Faults are set per MeshService (or gateway) on the control endpoint
+// /certs reports the pod's Pod Certificate when --kubelet-dir names the directory
+// the kubelet double writes pod volumes to: the expiry (NotAfter) and URI SANs of
+// the first CERTIFICATE block of
+// <kubelet-dir>/<podUID>/volumes/kubernetes.io~projected/envoy-identity/bundle.pem,
+// reread when the file changes. Without --kubelet-dir, or while that file is
+// missing, /certs answers 404: no certificate.
+//
+// Faults and denials are set per MeshService (or gateway) on the control endpoint
 // (--control-address, 127.0.0.1 only):
 //
 //	PUT    /faults/<namespace>/<service>?mode=reject|hang|die
 //	DELETE /faults/<namespace>/<service>
-//	GET    /sidecars            every served pod, its address, version and fault
+//	PUT    /denials/<namespace>/<service>?count=N[&mode=enforce|audit]
+//	GET    /sidecars            every served pod, its address, version, fault, denials and certificate expiry
 //
 // <service> is the value of the pod's mesh.envoymesh.io/service label, or
 // "gateway:<mesh>" for a gateway. reject: every version the ConfigMap moves to
 // is refused (update_rejected rises, the old version stays loaded) until the
 // fault is cleared, when the current version loads. hang: every admin request
 // blocks. die: the status port is closed. See docs/local-cluster.md.
+//
+// /denials adds N (a positive integer) to the denial counter of every current
+// sidecar of the service: mode=enforce (the default) to http.inbound.rbac.denied,
+// as if its RBAC filter had answered N requests 403; mode=audit to
+// http.inbound.rbac.shadow_denied, what Audit mode reports. The counters only
+// rise, and a new pod starts from 0 as a restarted Envoy does. It answers 404 when
+// the service has no sidecar.
 package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,24 +78,35 @@ const (
 	faultDie    = "die"
 )
 
+// Denial modes accepted by the control endpoint, and the counters they raise.
+const (
+	denyEnforce = "enforce"
+	denyAudit   = "audit"
+
+	deniedCounter      = "http.inbound.rbac.denied"
+	auditDeniedCounter = "http.inbound.rbac.shadow_denied"
+)
+
 func main() {
 	var (
-		kubeconfig, controlAddr string
-		delay, resync           time.Duration
+		kubeconfig, controlAddr, kubeletDir string
+		delay, resync                       time.Duration
 	)
 	flag.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "Kubeconfig of the cluster whose pods to serve.")
 	flag.StringVar(&controlAddr, "control-address", "127.0.0.1:15020", "Loopback address of the fault-control endpoint.")
 	flag.DurationVar(&delay, "propagation-delay", 2*time.Second, "How long a ConfigMap change takes to reach the double's Envoys.")
 	flag.DurationVar(&resync, "resync", 500*time.Millisecond, "How often pods and ConfigMaps are compared with what is served.")
+	flag.StringVar(&kubeletDir, "kubelet-dir", "", "Where the kubelet double writes pod volumes (its --dir); /certs reports each pod's "+
+		"Pod Certificate from there. Empty: no certificates.")
 	flag.Parse()
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 
-	if err := run(kubeconfig, controlAddr, delay, resync); err != nil {
+	if err := run(kubeconfig, controlAddr, kubeletDir, delay, resync); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(kubeconfig, controlAddr string, delay, resync time.Duration) error {
+func run(kubeconfig, controlAddr, kubeletDir string, delay, resync time.Duration) error {
 	if !isLoopback(controlAddr) {
 		return fmt.Errorf("control address %q is not a loopback address", controlAddr)
 	}
@@ -99,14 +131,14 @@ func run(kubeconfig, controlAddr string, delay, resync time.Duration) error {
 		}
 	}
 
-	d := &double{delay: delay, sidecars: map[string]*sidecar{}, faults: map[string]string{}}
+	d := &double{delay: delay, kubeletDir: kubeletDir, sidecars: map[string]*sidecar{}, faults: map[string]string{}}
 	ln, err := net.Listen("tcp", controlAddr)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{Handler: d.controlHandler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	log.Printf("sidecar double: control endpoint on http://%s, propagation delay %s", ln.Addr(), delay)
+	log.Printf("sidecar double: control endpoint on http://%s, propagation delay %s, kubelet dir %q", ln.Addr(), delay, kubeletDir)
 
 	tick := time.NewTicker(resync)
 	defer tick.Stop()
@@ -130,6 +162,8 @@ func run(kubeconfig, controlAddr string, delay, resync time.Duration) error {
 // sidecar is one pod's stub Envoy.
 type sidecar struct {
 	key, owner, addr, configMap string
+	uid                         string
+	identity                    bool               // the pod has the identity volume
 	stub                        *admintest.Sidecar // nil while "dead"
 	loaded                      string             // the version Envoy runs
 	pending                     string             // the version the ConfigMap holds, not yet loaded
@@ -137,10 +171,23 @@ type sidecar struct {
 	refused                     string // the last version counted as rejected
 	rejected                    uint64
 	hanging                     bool
+	denied, auditDenied         uint64
+	cert                        certificate
+}
+
+// certificate is the Pod Certificate a sidecar reports, read from the kubelet double's volume.
+type certificate struct {
+	expiry  time.Time // zero: none
+	uriSANs []string
+	// modTime and size of the bundle it was read from, so an unchanged file is not parsed again.
+	modTime time.Time
+	size    int64
 }
 
 type double struct {
 	delay time.Duration
+	// kubeletDir is the kubelet double's --dir; empty means no certificates.
+	kubeletDir string
 	// now is the clock the propagation delay is measured on; nil means time.Now. Tests set it
 	// to step through the delay without sleeping.
 	now      func() time.Time
@@ -170,6 +217,12 @@ func configMapOf(p *corev1.Pod) string {
 	return ""
 }
 
+// hasIdentity reports whether the pod mounts the identity volume, as it does unless the mesh's
+// mTLS is Disabled.
+func hasIdentity(p *corev1.Pod) bool {
+	return slices.ContainsFunc(p.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == objects.IdentityVolumeName })
+}
+
 func (d *double) sync(pods []*corev1.Pod, getCM func(ns, name string) (*corev1.ConfigMap, error)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -185,7 +238,7 @@ func (d *double) sync(pods []*corev1.Pod, getCM func(ns, name string) (*corev1.C
 		seen[key] = true
 		s := d.sidecars[key]
 		if s == nil {
-			s = &sidecar{key: key, owner: owner, configMap: configMapOf(p),
+			s = &sidecar{key: key, owner: owner, configMap: configMapOf(p), uid: string(p.UID), identity: hasIdentity(p),
 				addr: net.JoinHostPort(p.Status.PodIP, fmt.Sprint(envoyconfig.StatusPort))}
 			d.sidecars[key] = s
 			log.Printf("pod %s/%s: sidecar at %s (ConfigMap %s)", p.Namespace, p.Name, s.addr, s.configMap)
@@ -228,6 +281,10 @@ func (d *double) step(s *sidecar, getCM func(ns, name string) (*corev1.ConfigMap
 		s.stub.SetHang(want)
 		s.hanging = want
 	}
+	d.readCertificate(s)
+	s.stub.SetCertificate(s.cert.expiry, s.cert.uriSANs...)
+	s.stub.SetCounter(deniedCounter, s.denied)
+	s.stub.SetCounter(auditDeniedCounter, s.auditDenied)
 
 	ns := strings.SplitN(s.key, "/", 2)[0]
 	cm, err := getCM(ns, s.configMap)
@@ -261,6 +318,67 @@ func (d *double) step(s *sidecar, getCM func(ns, name string) (*corev1.ConfigMap
 	s.stub.SetRejected(s.rejected, s.rejected)
 	if s.loaded == version {
 		s.stub.SetClusters(hosts(clusters, running)...)
+	}
+}
+
+// bundlePath is where the kubelet double writes a pod's Pod Certificate.
+func bundlePath(kubeletDir, podUID string) string {
+	return filepath.Join(kubeletDir, podUID, "volumes", "kubernetes.io~projected",
+		objects.IdentityVolumeName, envoyconfig.CredentialBundleFile)
+}
+
+// readCertificate brings s.cert up to date with the pod's credential bundle, parsing it only
+// when it changed. A file that cannot be read is no certificate (not written yet, or the pod has
+// none); one that does not parse is none too, and logged once.
+func (d *double) readCertificate(s *sidecar) {
+	if d.kubeletDir == "" || !s.identity {
+		s.cert = certificate{}
+		return
+	}
+	path := bundlePath(d.kubeletDir, s.uid)
+	fi, err := os.Stat(path)
+	if err != nil {
+		s.cert = certificate{}
+		return
+	}
+	if fi.ModTime().Equal(s.cert.modTime) && fi.Size() == s.cert.size {
+		return
+	}
+	cert := certificate{modTime: fi.ModTime(), size: fi.Size()}
+	b, err := os.ReadFile(path)
+	if err == nil {
+		cert.expiry, cert.uriSANs, err = leafCertificate(b)
+	}
+	if err != nil {
+		log.Printf("%s: %s: %v", s.key, path, err)
+		cert.expiry, cert.uriSANs = time.Time{}, nil
+	} else if !cert.expiry.Equal(s.cert.expiry) {
+		log.Printf("%s: certificate %v expires %s", s.key, cert.uriSANs, cert.expiry.Format(time.RFC3339))
+	}
+	s.cert = cert
+}
+
+// leafCertificate returns the expiry and URI SANs of the first CERTIFICATE block of a
+// credential bundle: the private key, then the chain, leaf first.
+func leafCertificate(bundle []byte) (time.Time, []string, error) {
+	for rest := bundle; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return time.Time{}, nil, errors.New("no CERTIFICATE block")
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return time.Time{}, nil, err
+		}
+		var sans []string
+		for _, u := range cert.URIs {
+			sans = append(sans, u.String())
+		}
+		return cert.NotAfter.UTC(), sans, nil
 	}
 }
 
@@ -312,15 +430,18 @@ func (d *double) closeAll() {
 
 // SidecarInfo is one served pod as GET /sidecars reports it.
 type SidecarInfo struct {
-	Pod       string `json:"pod"`
-	Owner     string `json:"owner"`
-	Address   string `json:"address"`
-	Serving   bool   `json:"serving"`
-	Version   string `json:"version"`
-	Pending   string `json:"pending,omitempty"`
-	Rejected  uint64 `json:"rejected"`
-	Fault     string `json:"fault,omitempty"`
-	ConfigMap string `json:"configMap"`
+	Pod               string     `json:"pod"`
+	Owner             string     `json:"owner"`
+	Address           string     `json:"address"`
+	Serving           bool       `json:"serving"`
+	Version           string     `json:"version"`
+	Pending           string     `json:"pending,omitempty"`
+	Rejected          uint64     `json:"rejected"`
+	Fault             string     `json:"fault,omitempty"`
+	ConfigMap         string     `json:"configMap"`
+	Denied            uint64     `json:"denied"`
+	AuditDenied       uint64     `json:"auditDenied"`
+	CertificateExpiry *time.Time `json:"certificateExpiry,omitempty"`
 }
 
 func (d *double) controlHandler() http.Handler {
@@ -330,9 +451,13 @@ func (d *double) controlHandler() http.Handler {
 		out := []SidecarInfo{}
 		for _, s := range d.sidecars {
 			info := SidecarInfo{Pod: s.key, Owner: s.owner, Address: s.addr, Serving: s.stub != nil,
-				Version: s.loaded, Rejected: s.rejected, Fault: d.faults[s.owner], ConfigMap: s.configMap}
+				Version: s.loaded, Rejected: s.rejected, Fault: d.faults[s.owner], ConfigMap: s.configMap,
+				Denied: s.denied, AuditDenied: s.auditDenied}
 			if s.pending != s.loaded {
 				info.Pending = s.pending
+			}
+			if expiry := s.cert.expiry; !expiry.IsZero() {
+				info.CertificateExpiry = &expiry // a copy: it is encoded after the lock is released
 			}
 			out = append(out, info)
 		}
@@ -362,7 +487,54 @@ func (d *double) controlHandler() http.Handler {
 		log.Printf("fault cleared on %s", key)
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("PUT /denials/{namespace}/{service}", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		n, err := strconv.ParseUint(q.Get("count"), 10, 64)
+		if err != nil || n == 0 {
+			http.Error(w, "count must be a positive integer", http.StatusBadRequest)
+			return
+		}
+		mode := q.Get("mode")
+		if mode == "" {
+			mode = denyEnforce
+		}
+		if mode != denyEnforce && mode != denyAudit {
+			http.Error(w, "mode must be enforce or audit", http.StatusBadRequest)
+			return
+		}
+		key := r.PathValue("namespace") + "/" + r.PathValue("service")
+		if d.addDenials(key, mode, n) == 0 {
+			http.Error(w, "no sidecar of "+key, http.StatusNotFound)
+			return
+		}
+		log.Printf("%d %s denials on every sidecar of %s", n, mode, key)
+		w.WriteHeader(http.StatusNoContent)
+	})
 	return mux
+}
+
+// addDenials adds n to a denial counter of every sidecar of owner and returns how many it
+// changed. The stubs report the new counts at the next step.
+func (d *double) addDenials(owner, mode string, n uint64) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	changed := 0
+	for _, s := range d.sidecars {
+		if s.owner != owner {
+			continue
+		}
+		counter := &s.denied
+		if mode == denyAudit {
+			counter = &s.auditDenied
+		}
+		if *counter > math.MaxUint64-n {
+			*counter = math.MaxUint64
+		} else {
+			*counter += n
+		}
+		changed++
+	}
+	return changed
 }
 
 // isLoopback reports whether "host:port" is on 127.0.0.0/8 (or ::1): the double
