@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+	"github.com/envoymesh/envoymesh-operator/internal/envoyconfig"
 	"github.com/envoymesh/envoymesh-operator/internal/identity"
 	"github.com/envoymesh/envoymesh-operator/internal/objects"
 )
@@ -200,4 +201,47 @@ func (b *statusBuilder) authorizeUpstreams(mesh *meshv1alpha1.ServiceMesh, found
 		}
 	}
 	return refusals
+}
+
+// meshSecurity is the config side of a mesh's modes for one sidecar or gateway:
+// nil (plaintext, no identity) when its mTLS is Disabled.
+func meshSecurity(mesh *meshv1alpha1.ServiceMesh, principals []string) *envoyconfig.Security {
+	if !meshv1alpha1.HasIdentity(mesh) {
+		return nil
+	}
+	return &envoyconfig.Security{
+		MTLS:          meshv1alpha1.MTLSModeOf(mesh),
+		Authorization: meshv1alpha1.AuthorizationModeOf(mesh),
+		Principals:    principals,
+	}
+}
+
+// peerOf is what a caller with an identity requires of upstream up: its SPIFFE
+// ID, and the SNI naming it. Nil when up's mesh has no identity (plaintext).
+func peerOf(up *meshv1alpha1.MeshService, upMesh *meshv1alpha1.ServiceMesh, trustDomain, clusterDomain string) *envoyconfig.Peer {
+	if !meshv1alpha1.HasIdentity(upMesh) {
+		return nil
+	}
+	if clusterDomain == "" {
+		clusterDomain = envoyconfig.DefaultClusterDomain
+	}
+	return &envoyconfig.Peer{
+		SPIFFEID: identity.SPIFFEID(trustDomain, up.Namespace, objects.ServiceAccountName(up)),
+		SNI:      fmt.Sprintf("%s.%s.svc.%s", up.Name, up.Namespace, clusterDomain),
+	}
+}
+
+// withPeers sets the Peer of every resolved target when the caller has an
+// identity (sec != nil).
+func withPeers(sec *envoyconfig.Security, ups []envoyconfig.Upstream, found map[types.NamespacedName]*meshv1alpha1.MeshService,
+	meshes map[types.NamespacedName]*meshv1alpha1.ServiceMesh, trustDomain, clusterDomain string) {
+	if sec == nil {
+		return
+	}
+	for i := range ups {
+		key := types.NamespacedName{Namespace: ups[i].Namespace, Name: ups[i].Name}
+		if ups[i].Target != nil && found[key] != nil {
+			ups[i].Target.Peer = peerOf(found[key], meshes[key], trustDomain, clusterDomain)
+		}
+	}
 }

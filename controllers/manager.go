@@ -101,6 +101,7 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 		Client:         c,
 		Recorder:       mgr.GetEventRecorder(EventSource),
 		ClusterDomain:  o.ClusterDomain,
+		TrustDomain:    o.Identity.TrustDomain,
 		DefaultSidecar: defaultSidecar,
 		Gateways:       gateways,
 		GatewayEvents:  gateways.Events(),

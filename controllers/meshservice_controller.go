@@ -5,7 +5,6 @@ package controllers
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -110,9 +109,8 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		st.status.AuthorizedCallers = authorizedCallersStatus(principals)
 	}
 	svc := envoyconfig.ServiceFor(ms, found, mesh)
-	if svc.Callers, err = r.findCallers(ctx, ms); err != nil {
-		return ctrl.Result{}, err
-	}
+	svc.Security = meshSecurity(mesh, principals)
+	withPeers(svc.Security, svc.Upstreams, found, upstreamMeshes, r.TrustDomain, r.ClusterDomain)
 	cfg, err := envoyconfig.BuildSidecar(svc, envoyconfig.Options{ClusterDomain: r.ClusterDomain})
 	if err != nil {
 		// The spec passed the API server, but Envoy would reject the result.
@@ -238,29 +236,6 @@ func (r *MeshServiceReconciler) findUpstreams(ctx context.Context, ms *meshv1alp
 		}
 	}
 	return found, nil
-}
-
-// findCallers returns the MeshServices that name ms in spec.upstreams, from the
-// upstream index, sorted. Only their names are read, so the cache's objects are
-// not copied (a hub has many callers, each with a pod template).
-func (r *MeshServiceReconciler) findCallers(ctx context.Context, ms *meshv1alpha1.MeshService) ([]types.NamespacedName, error) {
-	var list meshv1alpha1.MeshServiceList
-	if err := r.List(ctx, &list, client.MatchingFields{upstreamIndex: client.ObjectKeyFromObject(ms).String()}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, err
-	}
-	return callers(list.Items), nil
-}
-
-// callers are the keys of the MeshServices that still exist, sorted.
-func callers(items []meshv1alpha1.MeshService) []types.NamespacedName {
-	var keys []types.NamespacedName
-	for i := range items {
-		if items[i].DeletionTimestamp.IsZero() {
-			keys = append(keys, client.ObjectKeyFromObject(&items[i]))
-		}
-	}
-	slices.SortFunc(keys, func(a, b types.NamespacedName) int { return strings.Compare(a.String(), b.String()) })
-	return keys
 }
 
 // findMesh returns the ServiceMesh the MeshService names, or nil when it does not

@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -34,8 +36,10 @@ const routeIndex = "spec.gateway.routes.key"
 // Mesh-wide defaults reach the members through MeshServiceReconciler.
 type ServiceMeshReconciler struct {
 	client.Client
-	Recorder       recorder.EventRecorder
-	ClusterDomain  string
+	Recorder      recorder.EventRecorder
+	ClusterDomain string
+	// TrustDomain of the workload identities, for the SPIFFE IDs the gateway requires of its targets.
+	TrustDomain    string
 	DefaultSidecar objects.Sidecar
 	// Gateways, when set, supplies what the prober observed of the gateway Envoys,
 	// and GatewayEvents names the meshes whose observations changed.
@@ -123,7 +127,11 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 	}
 	setConditions(&status.Conditions, mesh.Generation, routesResolvedCondition(missing, notAllowed, len(mesh.Spec.Gateway.Routes)))
 
-	cfg, err := envoyconfig.BuildGateway(envoyconfig.GatewayFor(mesh, found), envoyconfig.Options{ClusterDomain: r.ClusterDomain})
+	resolved, err := r.gatewayFor(ctx, mesh, found, notAllowed)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := envoyconfig.BuildGateway(resolved, envoyconfig.Options{ClusterDomain: r.ClusterDomain})
 	if err != nil {
 		r.Recorder.Eventf(mesh, nil, corev1.EventTypeWarning, ReasonInvalidConfig, "Build", "%v", err)
 		return nil, &failure{reason: ReasonInvalidConfig, message: err.Error()}, nil
@@ -182,6 +190,36 @@ func gatewayAddress(svc *corev1.Service) string {
 		}
 	}
 	return svc.Spec.ClusterIP
+}
+
+// gatewayFor resolves the gateway: routes without consent answer 403, and with an
+// identity the gateway calls each target whose mesh has one over mTLS.
+func (r *ServiceMeshReconciler) gatewayFor(ctx context.Context, mesh *meshv1alpha1.ServiceMesh,
+	found map[types.NamespacedName]*meshv1alpha1.MeshService, notAllowed []string) (envoyconfig.Gateway, error) {
+	gw := envoyconfig.GatewayFor(mesh, found)
+	gw.Security = meshSecurity(mesh, nil)
+	for i := range gw.Routes {
+		route := &gw.Routes[i]
+		key := types.NamespacedName{Namespace: route.Namespace, Name: route.Name}
+		if slices.Contains(notAllowed, key.String()) {
+			route.NotAllowed = fmt.Sprintf("MeshService %s does not consent to gateways of namespace %s (its spec.allowFrom does not name it)", key, mesh.Namespace)
+			continue
+		}
+		target := found[key]
+		if route.Target == nil || target == nil || gw.Security == nil {
+			continue
+		}
+		targetMesh := &meshv1alpha1.ServiceMesh{}
+		err := r.Get(ctx, types.NamespacedName{Namespace: target.Namespace, Name: target.Spec.Mesh}, targetMesh)
+		switch {
+		case apierrors.IsNotFound(err):
+			targetMesh = nil
+		case err != nil:
+			return gw, err
+		}
+		route.Target.Peer = peerOf(target, targetMesh, r.TrustDomain, r.ClusterDomain)
+	}
+	return gw, nil
 }
 
 // deleteGateway removes the gateway objects this mesh controls, and nothing else.

@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -214,8 +215,8 @@ var _ = Describe("Faults", func() {
 
 // playGarbageCollector stands in for kube-controller-manager, which envtest does
 // not run: it deletes objects in ns whose controlling MeshService is gone (by
-// UID), until the test ends (ServiceAccounts included: a recreated MeshService
-// finds its old one in the way until it is collected). It returns the count of objects it collected.
+// UID), until the test ends (ServiceAccounts and NetworkPolicies included: a
+// recreated MeshService finds its old ones in the way until they are collected). It returns the count of objects it collected.
 func playGarbageCollector(ns string) *atomic.Int32 {
 	var collected atomic.Int32
 	stop := make(chan struct{})
@@ -240,7 +241,8 @@ func playGarbageCollector(ns string) *atomic.Int32 {
 			var svcs corev1.ServiceList
 			var cms corev1.ConfigMapList
 			var sas corev1.ServiceAccountList
-			for _, list := range []client.ObjectList{&deps, &svcs, &cms, &sas} {
+			var nps networkingv1.NetworkPolicyList
+			for _, list := range []client.ObjectList{&deps, &svcs, &cms, &sas, &nps} {
 				_ = k8sClient.List(ctx, list, client.InNamespace(ns), client.HasLabels{objects.ServiceLabel})
 			}
 			var objs []client.Object
@@ -255,6 +257,9 @@ func playGarbageCollector(ns string) *atomic.Int32 {
 			}
 			for i := range sas.Items {
 				objs = append(objs, &sas.Items[i])
+			}
+			for i := range nps.Items {
+				objs = append(objs, &nps.Items[i])
 			}
 			for _, obj := range objs {
 				if ref := metav1.GetControllerOf(obj); ref != nil && !live[ref.UID] {

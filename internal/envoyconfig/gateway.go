@@ -43,6 +43,9 @@ type GatewayRoute struct {
 	Prefix          string
 	Name, Namespace string  // the target MeshService, Namespace already defaulted to the mesh's
 	Target          *Target // nil when the MeshService does not exist: the route answers 503; its Peer makes the cluster mTLS
+	// NotAllowed is set when the target, in another namespace, does not consent
+	// to this gateway: the route answers 403 with this reason, in every mTLS mode.
+	NotAllowed string
 }
 
 // GatewayFor resolves a ServiceMesh into a Gateway: route namespaces default to the
@@ -155,6 +158,9 @@ func checkGateway(gw Gateway) error {
 		if r.Name == "" || r.Namespace == "" {
 			return fmt.Errorf("gateway route %q: service name and namespace must be set, got %q/%q", r.Prefix, r.Namespace, r.Name)
 		}
+		if r.NotAllowed != "" && r.Target != nil {
+			return fmt.Errorf("gateway route %q: MeshService %s/%s is not allowed and has a target", r.Prefix, r.Namespace, r.Name)
+		}
 		if t := r.Target; t != nil {
 			if t.ServicePort < 1 || t.ServicePort > 65535 {
 				return fmt.Errorf("gateway route %q: MeshService %s/%s servicePort %d is not a valid port", r.Prefix, r.Namespace, r.Name, t.ServicePort)
@@ -174,6 +180,10 @@ func checkGateway(gw Gateway) error {
 // cluster: the same STRICT_DNS cluster a sidecar uses to call that MeshService.
 func gatewayRoute(r GatewayRoute, clusterDomain string) (*routev3.Route, *clusterv3.Cluster, error) {
 	match := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: r.Prefix}}
+	if r.NotAllowed != "" {
+		body := fmt.Sprintf("envoymesh: %s\n", r.NotAllowed)
+		return &routev3.Route{Match: match, Action: directResponse(403, body)}, nil, nil
+	}
 	if r.Target == nil {
 		body := fmt.Sprintf("envoymesh: MeshService %q in namespace %q does not exist\n", r.Name, r.Namespace)
 		return &routev3.Route{Match: match, Action: directResponse(503, body)}, nil, nil

@@ -368,3 +368,25 @@ func TestGatewayFor(t *testing.T) {
 		t.Errorf("traffic %+v, want connectTimeout 1s from the target and Random from the mesh", got)
 	}
 }
+
+// TestBuildGatewayRouteWithoutConsent: a route into a namespace that did not
+// consent answers 403 with the reason, and gets no cluster.
+func TestBuildGatewayRouteWithoutConsent(t *testing.T) {
+	out := buildGateway(t, Gateway{Name: "m", Namespace: "edge", ListenPort: GatewayListenPort, Routes: []GatewayRoute{
+		{Prefix: "/", Name: "payments-admin", Namespace: "shop", NotAllowed: "MeshService shop/payments-admin does not consent to namespace edge"},
+	}})
+	routes := gatewayRoutes(t, out)
+	dr := routes[0].GetDirectResponse()
+	if dr.GetStatus() != 403 || dr.GetBody().GetInlineString() != "envoymesh: MeshService shop/payments-admin does not consent to namespace edge\n" {
+		t.Errorf("route answers %d %q, want 403 with the reason", dr.GetStatus(), dr.GetBody().GetInlineString())
+	}
+	if _, clusters := parseClusters(t, out.Clusters); len(clusters) != 0 {
+		t.Errorf("clusters %v, want none", clusterNames(clusters))
+	}
+	_, err := BuildGateway(Gateway{Name: "m", Namespace: "edge", ListenPort: GatewayListenPort, Routes: []GatewayRoute{
+		{Prefix: "/", Name: "p", Namespace: "shop", NotAllowed: "no", Target: httpTarget(80)},
+	}}, Options{})
+	if err == nil {
+		t.Error("a route both refused and targeted was accepted")
+	}
+}

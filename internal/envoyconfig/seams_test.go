@@ -10,7 +10,6 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 )
@@ -109,25 +108,6 @@ func TestTransportSockets(t *testing.T) {
 			t.Errorf("error %v, want an SNI longer than 255 bytes refused", err)
 		}
 	})
-}
-
-// TestCallersAreAnInputWithoutConsequence: the callers reach the build and change
-// nothing (Security.Principals does), so no sidecar reloads when a caller comes
-// or goes without changing who is authorized.
-func TestCallersAreAnInputWithoutConsequence(t *testing.T) {
-	svc := Service{Name: "b", Namespace: "ns", Port: 8081, ServicePort: 8786}
-	without, err := BuildSidecar(svc, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc.Callers = []types.NamespacedName{{Namespace: "ns", Name: "a"}, {Namespace: "other", Name: "c"}}
-	with, err := BuildSidecar(svc, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if with.Version != without.Version || with.BootstrapVersion != without.BootstrapVersion {
-		t.Error("callers changed the config; nothing is built from them")
-	}
 }
 
 // TestBootstrapDelivery: the bootstrap names whatever delivery it is given; an

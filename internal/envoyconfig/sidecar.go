@@ -7,7 +7,6 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 )
@@ -40,10 +39,6 @@ type Service struct {
 	Port, ServicePort int32
 	Protocol          v1alpha1.Protocol
 	Upstreams         []Upstream
-	// Callers are the MeshServices that name this one in spec.upstreams. Nothing
-	// is built from them: Security.Principals, which the controller resolves from
-	// them and spec.allowFrom, is what authorization admits.
-	Callers []types.NamespacedName
 	// Security, when set, gives the sidecar its identity: mutual TLS on the
 	// inbound listener with authorization, and on the clusters of upstreams
 	// that have a Peer. Nil keeps everything plaintext.
