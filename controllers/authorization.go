@@ -26,10 +26,13 @@ import (
 
 // Reasons of UpstreamsAuthorized and of a route refused for want of consent.
 const (
-	ReasonAuthorized   = "Authorized"
-	ReasonRefused      = "Refused"
-	ReasonNotAllowed   = "NotAllowed"
-	maxListedCallerIDs = 20
+	ReasonAuthorized = "Authorized"
+	ReasonRefused    = "Refused"
+	ReasonNotAllowed = "NotAllowed"
+	// ReasonRequestsDenied is the Warning event raised when sidecars refuse more
+	// inbound requests than at the last status.
+	ReasonRequestsDenied = "RequestsDenied"
+	maxListedCallerIDs   = 20
 )
 
 // caller is a MeshService or a gateway that declares a service, as its identity.

@@ -169,6 +169,9 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		st.setConditions(configSyncedCondition(sc, cfg.Version))
 	}
 	st.setConditions(meshServiceReadyCondition(ready))
+	if rise := newlyDenied(ms.Status.Proxies, st.status.Proxies); len(rise.pods) > 0 {
+		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, ReasonRequestsDenied, "Probe", "%s", rise.message())
+	}
 	if newlyRejected(ms.Status, st.status) {
 		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, ReasonRejected, "Probe", "%s",
 			meta.FindStatusCondition(st.status.Conditions, meshv1alpha1.ConditionConfigSynced).Message)

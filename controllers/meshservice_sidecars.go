@@ -146,8 +146,51 @@ func proxyStatus(o prober.PodObservation, synced, rejected bool) meshv1alpha1.Pr
 		t := metav1.NewTime(o.LastProbeTime.Truncate(1e9))
 		probed = &t
 	}
+	var expiry *metav1.Time
+	if !o.CertificateExpiry.IsZero() {
+		t := metav1.NewTime(o.CertificateExpiry.Truncate(1e9))
+		expiry = &t
+	}
 	return meshv1alpha1.ProxyStatus{
 		Pod: o.Pod, State: o.State, EnvoyVersion: o.EnvoyVersion, ConfigVersion: version,
 		Synced: synced, Rejected: rejected, LastProbeTime: probed, Error: o.Error,
+		CertificateExpiry: expiry, Denied: clampInt64(o.Denied), AuditDenied: clampInt64(o.AuditDenied),
 	}
+}
+
+func clampInt64(v uint64) int64 { return int64(min(v, 1<<63-1)) }
+
+// denialRise is how many more inbound requests the sidecars refused (denied) and
+// would have refused in Audit mode (audit) since the previous status, per pod
+// listed in both. A pod that became unreachable or restarted reports less than
+// before and counts nothing: only a rise is news.
+type denialRise struct {
+	denied, audit int64
+	pods          []string
+}
+
+func newlyDenied(prev, next []meshv1alpha1.ProxyStatus) denialRise {
+	before := make(map[string]meshv1alpha1.ProxyStatus, len(prev))
+	for _, p := range prev {
+		before[p.Pod] = p
+	}
+	var r denialRise
+	for _, n := range next {
+		p, ok := before[n.Pod]
+		if !ok || n.State == prober.StateUnreachable {
+			continue
+		}
+		d, a := max(n.Denied-p.Denied, 0), max(n.AuditDenied-p.AuditDenied, 0)
+		if d+a > 0 {
+			r.denied, r.audit = r.denied+d, r.audit+a
+			r.pods = append(r.pods, n.Pod)
+		}
+	}
+	return r
+}
+
+// message says what rose, for the Warning event.
+func (r denialRise) message() string {
+	return fmt.Sprintf("sidecars %v refused %d more inbound requests or connections (authorization denials and failed TLS handshakes) and would have refused %d more in Audit mode; status.proxies[] has the totals",
+		r.pods, r.denied, r.audit)
 }

@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -165,3 +166,49 @@ var _ = Describe("MeshService status from the sidecars' admin API", func() {
 		Expect(conditionOf(ns, "unreachable", meshv1alpha1.ConditionReady)()).To(Equal("False/SidecarsNotReady"))
 	})
 })
+
+var _ = Describe("Per-proxy identity and denials in status", func() {
+	It("shows each sidecar's certificate expiry and denials, and warns when denials rise", func() {
+		ns := newNamespace()
+		SetDefaultEventuallyTimeout(20 * time.Second)
+		Expect(k8sClient.Create(ctx, meshService(ns, "payments", 8080, 15006))).To(Succeed())
+		var version string
+		Eventually(func() string { version = getMeshService(ns, "payments").Status.ConfigVersion; return version }).ShouldNot(BeEmpty())
+		_, sidecar := runningPod(ns, "payments", "payments-a")
+		sidecar.SetVersion(version)
+		expiry := time.Now().Add(20 * time.Hour).Truncate(time.Second).UTC()
+		sidecar.SetCertificate(expiry, "spiffe://cluster.local/ns/"+ns+"/sa/payments")
+
+		proxy := func() meshv1alpha1.ProxyStatus {
+			ps := getMeshService(ns, "payments").Status.Proxies
+			if len(ps) == 0 {
+				return meshv1alpha1.ProxyStatus{}
+			}
+			return ps[0]
+		}
+		Eventually(func() *metav1.Time { return proxy().CertificateExpiry }).Should(HaveValue(HaveField("Time", BeTemporally("==", expiry))))
+
+		sidecar.SetCounter("http.inbound.rbac.denied", 3)
+		sidecar.SetCounter("listener.inbound.ssl.fail_verify_san", 2)
+		Eventually(func() int64 { return proxy().Denied }).Should(BeEquivalentTo(5))
+		Eventually(eventReasons(ns, "payments")).Should(ContainElement("Warning/RequestsDenied"))
+	})
+})
+
+func TestNewlyDenied(t *testing.T) {
+	prev := []meshv1alpha1.ProxyStatus{{Pod: "a", Denied: 3}, {Pod: "b", Denied: 5, AuditDenied: 1}, {Pod: "c", Denied: 9}}
+	next := []meshv1alpha1.ProxyStatus{
+		{Pod: "a", State: "LIVE", Denied: 3},                 // no change
+		{Pod: "b", State: "LIVE", Denied: 7, AuditDenied: 4}, // rose
+		{Pod: "c", State: "LIVE", Denied: 1},                 // restarted: counters reset, nothing new
+		{Pod: "d", State: "LIVE", Denied: 50},                // new pod: no baseline
+	}
+	r := newlyDenied(prev, next)
+	if r.denied != 2 || r.audit != 3 || len(r.pods) != 1 || r.pods[0] != "b" {
+		t.Errorf("rise %+v, want 2 denied and 3 audit-denied on b", r)
+	}
+	unreachable := []meshv1alpha1.ProxyStatus{{Pod: "b", State: "Unreachable"}}
+	if r := newlyDenied(prev, unreachable); len(r.pods) != 0 {
+		t.Errorf("an unreachable sidecar raised %+v", r)
+	}
+}
