@@ -150,8 +150,9 @@ start_operator() {
 }
 
 start_double() {
+  # --kubelet-dir: the double's /certs reports the certificate the kubelet double wrote.
   start sidecardouble "$ROOT/bin/sidecardouble" --kubeconfig "$KUBECONFIG_PATH" \
-    --control-address "$DOUBLE_CONTROL_ADDRESS"
+    --control-address "$DOUBLE_CONTROL_ADDRESS" --kubelet-dir "$STATE_DIR/kubelet"
 }
 
 # The kubelet's Pod Certificate half for the fake node: PodCertificateRequests and the
@@ -198,6 +199,7 @@ The seed mesh is up ($((SECONDS - t0))s). Look around:
   $BIN_DIR/kubectl get clustertrustbundles                          # the mesh's CA, as every pod trusts it
   $BIN_DIR/kubectl get -n $DEMO_NAMESPACE cm/service-a-envoy -o yaml  # the generated Envoy config
   curl -s http://$DOUBLE_CONTROL_ADDRESS/sidecars            # what the sidecar double serves
+  curl -X PUT 'http://$DOUBLE_CONTROL_ADDRESS/denials/$DEMO_NAMESPACE/service-b?count=3'  # make service-b's sidecar report denials
 
 Pod volumes written by the kubelet double: $STATE_DIR/kubelet/<podUID>/volumes/
 

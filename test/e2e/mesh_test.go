@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -107,6 +108,54 @@ var _ = Describe("the seed mesh on a local cluster", Ordered, func() {
 		err := k8sClient.Create(ctx, bad, client.DryRunAll)
 		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "want Forbidden, got %v", err)
 		Expect(err.Error()).To(ContainSubstring("violates PodSecurity"))
+	})
+
+	It("authorizes the declared call graph in Strict/Enforce, and shows certificates and denials per proxy", func() {
+		spiffe := func(sa string) string { return "spiffe://cluster.local/ns/" + ns + "/sa/" + sa }
+		Eventually(func(g Gomega) {
+			for service, want := range map[string][]string{
+				"service-a": {spiffe("default-gateway")}, // the gateway routes to it
+				"service-b": {spiffe("service-a")},
+				"service-c": {spiffe("service-a")},
+			} {
+				ms, err := getMS(ctx, service)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(ms.Status.AuthorizedCallers).NotTo(BeNil(), service)
+				g.Expect(ms.Status.AuthorizedCallers.SPIFFEIDs).To(Equal(want), service)
+				g.Expect(ms.Status.Proxies).NotTo(BeEmpty(), service)
+				for _, p := range ms.Status.Proxies {
+					g.Expect(p.CertificateExpiry).NotTo(BeNil(), "%s: the double reports the certificate the kubelet double wrote", p.Pod)
+				}
+			}
+			a, err := getMS(ctx, "service-a")
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(meta.IsStatusConditionTrue(a.Status.Conditions, meshv1alpha1.ConditionUpstreamsAuthorized)).To(BeTrue())
+			cm := &corev1.ConfigMap{}
+			g.Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "service-b-envoy"}, cm)).To(Succeed())
+			g.Expect(cm.Data["lds.yaml"]).To(ContainSubstring(spiffe("service-a")), "service-b's inbound RBAC names service-a")
+			g.Expect(cm.Data).To(HaveKey("sds-identity.yaml"))
+		}).WithTimeout(convergeWithin).Should(Succeed())
+
+		By("the sidecars of service-b reporting denials: status shows them and a Warning event says so")
+		req, err := http.NewRequest(http.MethodPut, fmt.Sprintf("http://%s/denials/%s/service-b?count=3", doubleControl, ns), nil)
+		Expect(err).NotTo(HaveOccurred())
+		resp, err := http.DefaultClient.Do(req)
+		Expect(err).NotTo(HaveOccurred())
+		resp.Body.Close()
+		Expect(resp.StatusCode).To(Equal(http.StatusNoContent))
+		Eventually(func(g Gomega) {
+			ms, err := getMS(ctx, "service-b")
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(ms.Status.Proxies).NotTo(BeEmpty())
+			g.Expect(ms.Status.Proxies[0].Denied).To(BeNumerically(">=", 3))
+			events := &corev1.EventList{}
+			g.Expect(k8sClient.List(ctx, events, client.InNamespace(ns))).To(Succeed())
+			var found bool
+			for _, e := range events.Items {
+				found = found || e.InvolvedObject.Name == "service-b" && e.Type == corev1.EventTypeWarning && e.Reason == "RequestsDenied"
+			}
+			g.Expect(found).To(BeTrue(), "a Warning event RequestsDenied on service-b")
+		}).WithTimeout(convergeWithin).Should(Succeed())
 	})
 
 	It("carries a spec change into the ConfigMap, the sidecars and ConfigSynced", func() {
