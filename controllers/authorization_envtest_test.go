@@ -5,6 +5,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -95,12 +96,22 @@ var _ = Describe("Authorization follows the declared call graph", func() {
 		}
 		Eventually(routes).Should(Equal("False/NotAllowed"))
 		Consistently(authorized(shop, "payments-admin"), "1s").Should(BeEmpty())
+		gatewayRoutes := func() string {
+			cm := &corev1.ConfigMap{}
+			if err := k8sClient.Get(ctx, types.NamespacedName{Namespace: edge, Name: "public-gateway-envoy"}, cm); err != nil {
+				return err.Error()
+			}
+			return cm.Data["lds.yaml"]
+		}
+		Eventually(gatewayRoutes).Should(And(ContainSubstring("status: 403"), ContainSubstring("does not consent")),
+			"the route answers 403 saying why")
 
 		update(getMeshService(shop, "payments-admin"), func(ms *meshv1alpha1.MeshService) {
 			ms.Spec.AllowFrom = []meshv1alpha1.AllowFrom{{Namespace: edge, ServiceAccount: "public-gateway"}}
 		})
 		Eventually(routes).Should(Equal("True/Resolved"))
 		Eventually(authorized(shop, "payments-admin")).Should(Equal([]string{spiffe(edge, "public-gateway")}))
+		Eventually(gatewayRoutes).ShouldNot(ContainSubstring("status: 403"))
 	})
 
 	It("writes the Strict-mode NetworkPolicy and removes it when the mesh turns Permissive", func() {
