@@ -248,3 +248,27 @@ func withPeers(sec *envoyconfig.Security, ups []envoyconfig.Upstream, found map[
 		}
 	}
 }
+
+// authorize resolves both sides of the policy for ms: whom it may call (status
+// upstreams[].authorized and UpstreamsAuthorized; each target's Peer in svc)
+// and who may call it (status authorizedCallers; svc.Security's principals).
+func (r *MeshServiceReconciler) authorize(ctx context.Context, ms *meshv1alpha1.MeshService, mesh *meshv1alpha1.ServiceMesh,
+	found map[types.NamespacedName]*meshv1alpha1.MeshService, st *statusBuilder, svc *envoyconfig.Service) error {
+	upstreamMeshes, err := r.findUpstreamMeshes(ctx, found)
+	if err != nil {
+		return err
+	}
+	st.setConditions(upstreamsAuthorizedCondition(st.authorizeUpstreams(mesh, found, upstreamMeshes), len(found)))
+	declared, err := r.findDeclaredCallers(ctx, ms)
+	if err != nil {
+		return err
+	}
+	principals := authorizedPrincipals(ms, declared, r.TrustDomain)
+	st.status.AuthorizedCallers = nil
+	if meshv1alpha1.HasIdentity(mesh) {
+		st.status.AuthorizedCallers = authorizedCallersStatus(principals)
+	}
+	svc.Security = meshSecurity(mesh, principals)
+	withPeers(svc.Security, svc.Upstreams, found, upstreamMeshes, r.TrustDomain, r.ClusterDomain)
+	return nil
+}

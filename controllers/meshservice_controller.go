@@ -94,36 +94,18 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	st := newStatusBuilder(ms)
 	st.setConditions(upstreamsResolvedCondition(st.upstreams(found), len(ms.Spec.Upstreams)))
-	upstreamMeshes, err := r.findUpstreamMeshes(ctx, found)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	st.setConditions(upstreamsAuthorizedCondition(st.authorizeUpstreams(mesh, found, upstreamMeshes), len(found)))
-	declared, err := r.findDeclaredCallers(ctx, ms)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	principals := authorizedPrincipals(ms, declared, r.TrustDomain)
-	st.status.AuthorizedCallers = nil
-	if meshv1alpha1.HasIdentity(mesh) {
-		st.status.AuthorizedCallers = authorizedCallersStatus(principals)
-	}
 	svc := envoyconfig.ServiceFor(ms, found, mesh)
-	svc.Security = meshSecurity(mesh, principals)
-	withPeers(svc.Security, svc.Upstreams, found, upstreamMeshes, r.TrustDomain, r.ClusterDomain)
+	if err := r.authorize(ctx, ms, mesh, found, st, &svc); err != nil {
+		return ctrl.Result{}, err
+	}
 	cfg, err := envoyconfig.BuildSidecar(svc, envoyconfig.Options{ClusterDomain: r.ClusterDomain})
 	if err != nil {
 		// The spec passed the API server, but Envoy would reject the result.
 		return r.fail(ctx, ms, st, ReasonInvalidConfig, "Build", err)
 	}
-
-	id := identityStatus(ms, mesh, r.TrustDomain)
-	sharers, err := r.findSharers(ctx, ms)
-	if err != nil {
+	if err := r.reportIdentity(ctx, ms, mesh, st); err != nil {
 		return ctrl.Result{}, err
 	}
-	st.status.Identity = id
-	st.setConditions(identityCondition(id, mesh, sharers))
 
 	sidecar := objects.ResolveSidecar(r.DefaultSidecar, meshSidecar(mesh), ms.Spec.Sidecar)
 	var objs []ownedObject

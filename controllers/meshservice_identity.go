@@ -56,6 +56,18 @@ func identityCondition(id *meshv1alpha1.IdentityStatus, mesh *meshv1alpha1.Servi
 	return newCondition(meshv1alpha1.ConditionIdentity, true, ReasonAssigned, id.SPIFFEID)
 }
 
+// reportIdentity puts the identity and its condition in status.
+func (r *MeshServiceReconciler) reportIdentity(ctx context.Context, ms *meshv1alpha1.MeshService, mesh *meshv1alpha1.ServiceMesh, st *statusBuilder) error {
+	id := identityStatus(ms, mesh, r.TrustDomain)
+	sharers, err := r.findSharers(ctx, ms)
+	if err != nil {
+		return err
+	}
+	st.status.Identity = id
+	st.setConditions(identityCondition(id, mesh, sharers))
+	return nil
+}
+
 // findSharers returns the other MeshServices of ms's namespace that run as the
 // same ServiceAccount, sorted by name.
 func (r *MeshServiceReconciler) findSharers(ctx context.Context, ms *meshv1alpha1.MeshService) ([]string, error) {
