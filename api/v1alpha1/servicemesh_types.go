@@ -29,6 +29,76 @@ type ServiceMeshSpec struct {
 	// graph authorizes.
 	// +optional
 	Authorization *Authorization `json:"authorization,omitempty"`
+
+	// accessLog, when set, gives every sidecar and the gateway an access log on stdout.
+	// +optional
+	AccessLog *AccessLog `json:"accessLog,omitempty"`
+
+	// tracing, when set, sends spans from every sidecar and the gateway to an
+	// OpenTelemetry collector.
+	// +optional
+	Tracing *Tracing `json:"tracing,omitempty"`
+
+	// metrics sets how the proxies' Prometheus metrics are scraped.
+	// +optional
+	Metrics *Metrics `json:"metrics,omitempty"`
+}
+
+// AccessLogFormat is how each access log line is written.
+// +kubebuilder:validation:Enum=JSON;Text
+type AccessLogFormat string
+
+// Access log formats.
+const (
+	AccessLogJSON AccessLogFormat = "JSON"
+	AccessLogText AccessLogFormat = "Text"
+)
+
+// AccessLog is the proxies' access log on stdout.
+type AccessLog struct {
+	// format of each line: JSON (one object per request or connection) or Text.
+	// +kubebuilder:default=JSON
+	// +optional
+	Format AccessLogFormat `json:"format,omitempty"`
+}
+
+// Tracing sends spans to an OpenTelemetry collector over gRPC.
+type Tracing struct {
+	// collector is the OpenTelemetry collector's Service.
+	Collector CollectorRef `json:"collector"`
+	// samplingPercentage of requests traced (0-100), 1 by default.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +kubebuilder:default=1
+	// +optional
+	SamplingPercentage *int32 `json:"samplingPercentage,omitempty"`
+}
+
+// CollectorRef names a collector Service and its OTLP/gRPC port.
+type CollectorRef struct {
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+	// namespace of the Service; defaults to the mesh's.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// port of OTLP over gRPC, 4317 by default.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:default=4317
+	// +optional
+	Port int32 `json:"port,omitempty"`
+}
+
+// Metrics sets how the proxies' metrics are scraped.
+type Metrics struct {
+	// podMonitor asks for a Prometheus Operator PodMonitor covering the mesh's
+	// sidecars and gateway; it is written only when that CRD is installed, and a
+	// condition says so otherwise.
+	// +optional
+	PodMonitor bool `json:"podMonitor,omitempty"`
 }
 
 // AuthorizationMode is how the inbound policy is applied.
