@@ -18,7 +18,8 @@ import (
 const (
 	SidecarName      = "envoy"
 	ConfigVolumeName = "envoy-config"
-	statusPortName   = "envoy-status"
+	// StatusPortName names the Envoy container's status port (ready, stats).
+	StatusPortName = "envoy-status"
 	// envoyUID is the nonroot user of the distroless Envoy image.
 	envoyUID = 65532
 )
@@ -77,7 +78,7 @@ func ResolveSidecar(base Sidecar, layers ...*meshv1alpha1.SidecarSettings) Sidec
 func Deployment(ms *meshv1alpha1.MeshService, sc Sidecar, bootstrapHash string, withCertificate bool) *appsv1.Deployment {
 	tmpl := ms.Spec.Template.DeepCopy()
 	tmpl.Labels = merge(tmpl.Labels, commonLabels(ms))
-	tmpl.Annotations = merge(tmpl.Annotations, map[string]string{BootstrapHashAnnotation: bootstrapHash})
+	tmpl.Annotations = merge(withScrapeAnnotations(tmpl.Annotations), map[string]string{BootstrapHashAnnotation: bootstrapHash})
 	tmpl.Spec.ServiceAccountName = ServiceAccountName(ms)
 	sidecar := sidecarContainer(ms, sc)
 	tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, configVolume(ConfigMapName(ms)))
@@ -130,7 +131,7 @@ func envoyContainer(sc Sidecar, port corev1.ContainerPort) corev1.Container {
 		Args:  args,
 		Ports: []corev1.ContainerPort{
 			port,
-			{Name: statusPortName, ContainerPort: envoyconfig.StatusPort, Protocol: corev1.ProtocolTCP},
+			{Name: StatusPortName, ContainerPort: envoyconfig.StatusPort, Protocol: corev1.ProtocolTCP},
 		},
 		Resources:      sc.Resources,
 		StartupProbe:   startup,

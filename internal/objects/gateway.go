@@ -106,7 +106,7 @@ func GatewayDeployment(mesh *meshv1alpha1.ServiceMesh, sc Sidecar, bootstrapHash
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
 					Labels:      gatewayLabels(mesh),
-					Annotations: map[string]string{BootstrapHashAnnotation: bootstrapHash},
+					Annotations: merge(ScrapeAnnotations(), map[string]string{BootstrapHashAnnotation: bootstrapHash}),
 				},
 				Spec: spec,
 			},

@@ -149,7 +149,10 @@ func TestGatewayDeployment(t *testing.T) {
 	if !selector.Matches(labels.Set(tmpl.Labels)) || tmpl.Labels["app.kubernetes.io/name"] != "edge-gateway" {
 		t.Errorf("template labels %v: want the gateway labels, matched by the selector", tmpl.Labels)
 	}
-	if d := cmp.Diff(map[string]string{BootstrapHashAnnotation: "hash-1"}, tmpl.Annotations); d != "" {
+	if d := cmp.Diff(map[string]string{
+		BootstrapHashAnnotation: "hash-1",
+		"prometheus.io/scrape":  "true", "prometheus.io/port": "15021", "prometheus.io/path": "/stats/prometheus",
+	}, tmpl.Annotations); d != "" {
 		t.Errorf("template annotations (-want +got):\n%s", d)
 	}
 
