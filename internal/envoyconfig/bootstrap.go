@@ -114,7 +114,7 @@ func statusListener() (*listenerv3.Listener, error) {
 		Match:  matchAll(),
 		Action: directResponse(404, "envoymesh: not found; the status port serves only GET /ready, /server_info, /stats, /clusters and /certs\n"),
 	})
-	hcm, err := httpConnectionManager(statusListenerName, routeConfig(statusListenerName, routes))
+	hcm, err := httpConnectionManager(statusListenerName, routeConfig(statusListenerName, routes), nil)
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", statusListenerName, err)
 	}

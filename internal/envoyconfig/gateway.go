@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -36,6 +37,10 @@ type Gateway struct {
 	// gateway's listener takes plaintext HTTP from outside the mesh, so its
 	// modes and principals are not read.
 	Security *Security
+	// Observability, resolved from the mesh, adds the access log and the
+	// tracer (service name "<Name>-gateway") to the listener; the zero value
+	// adds nothing.
+	Observability Observability
 }
 
 // GatewayRoute is one resolved route of the gateway.
@@ -51,9 +56,10 @@ type GatewayRoute struct {
 // GatewayFor resolves a ServiceMesh into a Gateway: route namespaces default to the
 // mesh's, each Target comes from the MeshServices the caller found (a missing or
 // nil entry leaves Target nil), and traffic merges the target's spec.traffic over
-// the mesh's defaults.
+// the mesh's defaults. The mesh's access log and tracing become Observability
+// (see ObservabilityFor).
 func GatewayFor(mesh *v1alpha1.ServiceMesh, found map[types.NamespacedName]*v1alpha1.MeshService) Gateway {
-	gw := Gateway{Name: mesh.Name, Namespace: mesh.Namespace, ListenPort: GatewayListenPort}
+	gw := Gateway{Name: mesh.Name, Namespace: mesh.Namespace, ListenPort: GatewayListenPort, Observability: ObservabilityFor(mesh)}
 	if mesh.Spec.Gateway == nil {
 		return gw
 	}
@@ -120,13 +126,21 @@ func BuildGateway(gw Gateway, opts Options) (*Resources, error) {
 		})
 	}
 
-	listener, err := gatewayListener(gw.ListenPort, envoyRoutes)
+	tel, err := telemetryFor(gw.Observability, name)
+	if err != nil {
+		return nil, err
+	}
+	listener, err := gatewayListener(gw.ListenPort, envoyRoutes, tel)
 	if err != nil {
 		return nil, err
 	}
 	// Sorted by name, so a route change that keeps the targets leaves cds.yaml alone.
 	sorted := slices.SortedFunc(maps.Values(clusters), func(a, b *clusterv3.Cluster) int { return strings.Compare(a.Name, b.Name) })
-	res := &Resources{Bootstrap: boot, Listeners: []*listenerv3.Listener{listener}, Clusters: sorted}
+	collector, err := collectorClusters(tel, gw.Observability, []*listenerv3.Listener{listener}, opts.ClusterDomain)
+	if err != nil {
+		return nil, err
+	}
+	res := &Resources{Bootstrap: boot, Listeners: []*listenerv3.Listener{listener}, Clusters: append(sorted, collector...)}
 	if res.Secrets, err = secretsFor(gw.Security); err != nil {
 		return nil, err
 	}
@@ -145,6 +159,9 @@ func checkGateway(gw Gateway) error {
 	}
 	if gw.ListenPort == AdminPort || gw.ListenPort == StatusPort {
 		return fmt.Errorf("gateway listen port %d is reserved for Envoy", gw.ListenPort)
+	}
+	if err := checkObservability(gw.Observability); err != nil {
+		return err
 	}
 	prefixes := map[string]bool{}
 	for _, r := range gw.Routes {
@@ -202,20 +219,24 @@ func gatewayRoute(r GatewayRoute, clusterDomain string) (*routev3.Route, *cluste
 // gatewayListener is the edge listener. As an edge proxy it trusts only the
 // connection's peer address for the client (use_remote_address) and generates
 // x-request-id, as the seed's front Envoy does, so requests can be traced
-// through the sidecars.
-func gatewayListener(port int32, routes []*routev3.Route) (*listenerv3.Listener, error) {
-	hcm, err := httpConnectionManagerFilter(&hcmv3.HttpConnectionManager{
+// through the sidecars: an id a client sends is replaced (preserve_external_request_id
+// stays false), so ids in the mesh's logs are the gateway's. tel adds the
+// access log and the tracer; the gateway's spans are server spans.
+func gatewayListener(port int32, routes []*routev3.Route, tel *telemetry) (*listenerv3.Listener, error) {
+	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:        gatewayListenerName,
 		RouteSpecifier:    &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(gatewayListenerName, routes)},
 		GenerateRequestId: wrapperspb.Bool(true),
 		UseRemoteAddress:  wrapperspb.Bool(true),
-	})
+	}
+	tel.http(hcm)
+	filter, err := httpConnectionManagerFilter(hcm)
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", gatewayListenerName, err)
 	}
-	return validListener(&listenerv3.Listener{
+	return validListener(tel.direction(&listenerv3.Listener{
 		Name:         gatewayListenerName,
 		Address:      socketAddress(anyAddress, port),
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{hcm}}},
-	})
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{filter}}},
+	}, corev3.TrafficDirection_INBOUND))
 }

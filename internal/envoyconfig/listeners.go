@@ -64,25 +64,25 @@ func egressStatPrefix(u Upstream) string {
 // requests to the application on loopback: in plaintext without svc.Security,
 // otherwise over mutual TLS and through authorization, with a plaintext chain
 // beside it in Permissive mode.
-func inboundListener(svc Service) (*listenerv3.Listener, error) {
-	l, err := inboundListenerSpec(svc)
+func inboundListener(svc Service, tel *telemetry) (*listenerv3.Listener, error) {
+	l, err := inboundListenerSpec(svc, tel)
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", inboundListenerName, err)
 	}
-	return validListener(l)
+	return validListener(tel.direction(l, corev3.TrafficDirection_INBOUND))
 }
 
-func inboundListenerSpec(svc Service) (*listenerv3.Listener, error) {
+func inboundListenerSpec(svc Service, tel *telemetry) (*listenerv3.Listener, error) {
 	l := &listenerv3.Listener{Name: inboundListenerName, Address: socketAddress(anyAddress, svc.ServicePort)}
 	if svc.Security == nil {
-		plain, err := inboundFilters(svc.Protocol, nil)
+		plain, err := inboundFilters(svc.Protocol, nil, tel)
 		if err != nil {
 			return nil, err
 		}
 		l.FilterChains = []*listenerv3.FilterChain{filterChain(nil, plain...)}
 		return l, nil
 	}
-	mtls, err := inboundMTLSChain(svc)
+	mtls, err := inboundMTLSChain(svc, tel)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func inboundListenerSpec(svc Service) (*listenerv3.Listener, error) {
 	if svc.Security.MTLS != v1alpha1.MTLSPermissive {
 		return l, nil
 	}
-	return permissive(l, svc.Protocol)
+	return permissive(l, svc.Protocol, tel)
 }
 
 // permissive lets l's mTLS chain take only connections that offer MeshALPN in a
@@ -102,8 +102,8 @@ func inboundListenerSpec(svc Service) (*listenerv3.Listener, error) {
 // its callers have no identity to authorize. It must be the default filter
 // chain, not a second chain: Envoy does not backtrack, so a TLS connection
 // without MeshALPN would match transport_protocol "tls" and then no chain.
-func permissive(l *listenerv3.Listener, p v1alpha1.Protocol) (*listenerv3.Listener, error) {
-	plain, err := inboundFilters(p, nil)
+func permissive(l *listenerv3.Listener, p v1alpha1.Protocol, tel *telemetry) (*listenerv3.Listener, error) {
+	plain, err := inboundFilters(p, nil, tel)
 	if err != nil {
 		return nil, err
 	}
@@ -135,8 +135,8 @@ func permissive(l *listenerv3.Listener, p v1alpha1.Protocol) (*listenerv3.Listen
 // chain to the mesh's anchors. TCP in Enforce also admits only the principals at
 // the handshake: its RBAC filter decides on the client's first bytes, after
 // tcp_proxy has connected to the app, where a server-first protocol has spoken.
-func inboundMTLSChain(svc Service) (*listenerv3.FilterChain, error) {
-	filters, err := inboundFilters(svc.Protocol, svc.Security)
+func inboundMTLSChain(svc Service, tel *telemetry) (*listenerv3.FilterChain, error) {
+	filters, err := inboundFilters(svc.Protocol, svc.Security, tel)
 	if err != nil {
 		return nil, err
 	}
@@ -157,8 +157,8 @@ func inboundMTLSChain(svc Service) (*listenerv3.FilterChain, error) {
 }
 
 // inboundFilters forward to the app, after the RBAC filter sec asks for; nil sec
-// (plaintext) has none.
-func inboundFilters(p v1alpha1.Protocol, sec *Security) ([]*listenerv3.Filter, error) {
+// (plaintext) has none. tel adds the access log and the tracer.
+func inboundFilters(p v1alpha1.Protocol, sec *Security, tel *telemetry) ([]*listenerv3.Filter, error) {
 	if p == v1alpha1.ProtocolTCP {
 		var filters []*listenerv3.Filter
 		if sec != nil {
@@ -167,7 +167,7 @@ func inboundFilters(p v1alpha1.Protocol, sec *Security) ([]*listenerv3.Filter, e
 				return nil, err
 			}
 		}
-		tp, err := tcpProxy(inboundListenerName, localAppClusterName)
+		tp, err := tcpProxy(inboundListenerName, localAppClusterName, tel)
 		if err != nil {
 			return nil, err
 		}
@@ -187,21 +187,24 @@ func inboundFilters(p v1alpha1.Protocol, sec *Security) ([]*listenerv3.Filter, e
 		Timeout:          durationpb.New(0),
 	}
 	routes := []*routev3.Route{{Match: matchAll(), Action: &routev3.Route_Route{Route: action}}}
-	hcm, err := httpConnectionManagerFilter(&hcmv3.HttpConnectionManager{
+	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:     inboundListenerName,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(inboundListenerName, routes)},
-	}, rbac...)
+	}
+	tel.http(hcm)
+	filter, err := httpConnectionManagerFilter(hcm, rbac...)
 	if err != nil {
 		return nil, err
 	}
-	return []*listenerv3.Filter{hcm}, nil
+	return []*listenerv3.Filter{filter}, nil
 }
 
 // egressListener is where the application reaches an upstream: loopback only, so
 // nothing outside the pod can use the sidecar as an open proxy. An unresolved
 // upstream still gets its listener, answering 503 with the reason, so the
-// application sees why instead of a refused connection.
-func egressListener(u Upstream) (*listenerv3.Listener, error) {
+// application sees why instead of a refused connection. tel adds the access log
+// and the tracer.
+func egressListener(u Upstream, tel *telemetry) (*listenerv3.Listener, error) {
 	name := egressListenerName(u.LocalPort)
 	var filter *listenerv3.Filter
 	var err error
@@ -211,24 +214,24 @@ func egressListener(u Upstream) (*listenerv3.Listener, error) {
 	case u.Target == nil:
 		body := fmt.Sprintf("envoymesh: upstream MeshService %q in namespace %q does not exist\n", u.Name, u.Namespace)
 		routes := []*routev3.Route{{Match: matchAll(), Action: directResponse(503, body)}}
-		filter, err = httpConnectionManager(egressStatPrefix(u), routeConfig(name, routes))
+		filter, err = httpConnectionManager(egressStatPrefix(u), routeConfig(name, routes), tel)
 	case u.Target.Protocol == v1alpha1.ProtocolTCP:
-		filter, err = tcpProxy(egressStatPrefix(u), UpstreamClusterName(u.Name, u.Namespace))
+		filter, err = tcpProxy(egressStatPrefix(u), UpstreamClusterName(u.Name, u.Namespace), tel)
 	default:
 		var route *routev3.Route
 		route, err = egressRoute(u)
 		if err == nil {
-			filter, err = httpConnectionManager(egressStatPrefix(u), routeConfig(name, []*routev3.Route{route}))
+			filter, err = httpConnectionManager(egressStatPrefix(u), routeConfig(name, []*routev3.Route{route}), tel)
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listener %q (upstream %s/%s): %w", name, u.Namespace, u.Name, err)
 	}
-	return validListener(&listenerv3.Listener{
+	return validListener(tel.direction(&listenerv3.Listener{
 		Name:         name,
 		Address:      socketAddress(loopbackAddress, u.LocalPort),
 		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{filter}}},
-	})
+	}, corev3.TrafficDirection_OUTBOUND))
 }
 
 // egressRoute sends everything to the upstream's cluster with the request timeout
@@ -281,12 +284,15 @@ func validListener(l *listenerv3.Listener) (*listenerv3.Listener, error) {
 }
 
 // httpConnectionManager is the network filter of every HTTP listener: an inline
-// route table and the router. Both typed configs are validated as they are packed.
-func httpConnectionManager(statPrefix string, rc *routev3.RouteConfiguration) (*listenerv3.Filter, error) {
-	return httpConnectionManagerFilter(&hcmv3.HttpConnectionManager{
+// route table and the router, plus tel's access log and tracer. Both typed
+// configs are validated as they are packed.
+func httpConnectionManager(statPrefix string, rc *routev3.RouteConfiguration, tel *telemetry) (*listenerv3.Filter, error) {
+	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:     statPrefix,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
-	})
+	}
+	tel.http(hcm)
+	return httpConnectionManagerFilter(hcm)
 }
 
 // httpConnectionManagerFilter completes hcm with the codec and its HTTP filters
@@ -334,10 +340,12 @@ func httpFilter(name string, cfg validatable) (*hcmv3.HttpFilter, error) {
 	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: packed}}, nil
 }
 
-func tcpProxy(statPrefix, cluster string) (*listenerv3.Filter, error) {
+// tcpProxy forwards connections to cluster, logged with tel's TCP access log.
+func tcpProxy(statPrefix, cluster string, tel *telemetry) (*listenerv3.Filter, error) {
 	tp, err := pack(&tcpproxyv3.TcpProxy{
 		StatPrefix:       statPrefix,
 		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+		AccessLog:        tel.tcp(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tcp_proxy: %w", err)

@@ -19,7 +19,7 @@ import (
 func TestInboundListener(t *testing.T) {
 	for _, p := range []v1alpha1.Protocol{"", v1alpha1.ProtocolHTTP, v1alpha1.ProtocolHTTP2, v1alpha1.ProtocolGRPC, v1alpha1.ProtocolTCP} {
 		t.Run(string(p), func(t *testing.T) {
-			l, err := inboundListener(Service{Name: "a", Namespace: "ns", Port: 8080, ServicePort: 15006, Protocol: p})
+			l, err := inboundListener(Service{Name: "a", Namespace: "ns", Port: 8080, ServicePort: 15006, Protocol: p}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,7 +110,7 @@ func TestEgressListener(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := egressListener(Upstream{Name: "b", Namespace: "other", LocalPort: 9000, Target: tc.target})
+			l, err := egressListener(Upstream{Name: "b", Namespace: "other", LocalPort: 9000, Target: tc.target}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -139,7 +139,7 @@ func TestEgressListener(t *testing.T) {
 }
 
 func TestEgressListenerUnresolved(t *testing.T) {
-	l, err := egressListener(Upstream{Name: "b", Namespace: "ns", LocalPort: 9000})
+	l, err := egressListener(Upstream{Name: "b", Namespace: "ns", LocalPort: 9000}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestEgressListenerErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := egressListener(Upstream{Name: "b", Namespace: "ns", LocalPort: 9000, Target: &Target{ServicePort: 80, Traffic: tc.traffic}})
+			_, err := egressListener(Upstream{Name: "b", Namespace: "ns", LocalPort: 9000, Target: &Target{ServicePort: 80, Traffic: tc.traffic}}, nil)
 			if err == nil {
 				t.Fatal("want an error")
 			}
@@ -188,7 +188,7 @@ func TestEgressListenerErrors(t *testing.T) {
 // inside an Any passes the listener's ValidateAll, so only pack can catch it.
 func TestFilterConfigValidatedBeforePacking(t *testing.T) {
 	broken := routeConfig("broken", []*routev3.Route{{Action: routeTo("x")}}) // a route without a match
-	if _, err := httpConnectionManager("broken", broken); err == nil || !strings.Contains(err.Error(), "http_connection_manager") {
+	if _, err := httpConnectionManager("broken", broken, nil); err == nil || !strings.Contains(err.Error(), "http_connection_manager") {
 		t.Fatalf("httpConnectionManager error = %v, want a validation error naming http_connection_manager", err)
 	}
 

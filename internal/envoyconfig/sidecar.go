@@ -43,6 +43,10 @@ type Service struct {
 	// inbound listener with authorization, and on the clusters of upstreams
 	// that have a Peer. Nil keeps everything plaintext.
 	Security *Security
+	// Observability, resolved from the mesh, adds the access log and the
+	// tracer (service name Name) to the inbound and egress listeners; the zero
+	// value adds nothing.
+	Observability Observability
 }
 
 // Upstream is one egress listener of the sidecar and, when resolved, its cluster.
@@ -118,7 +122,11 @@ func BuildSidecar(svc Service, opts Options) (*Resources, error) {
 		return nil, err
 	}
 
-	inbound, err := inboundListener(svc)
+	tel, err := telemetryFor(svc.Observability, svc.Name)
+	if err != nil {
+		return nil, err
+	}
+	inbound, err := inboundListener(svc, tel)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +140,7 @@ func BuildSidecar(svc Service, opts Options) (*Resources, error) {
 	}
 	res.Clusters = []*clusterv3.Cluster{local}
 	for _, u := range ups {
-		l, err := egressListener(u)
+		l, err := egressListener(u, tel)
 		if err != nil {
 			return nil, err
 		}
@@ -146,6 +154,11 @@ func BuildSidecar(svc Service, opts Options) (*Resources, error) {
 		}
 		res.Clusters = append(res.Clusters, c)
 	}
+	collector, err := collectorClusters(tel, svc.Observability, res.Listeners, opts.ClusterDomain)
+	if err != nil {
+		return nil, err
+	}
+	res.Clusters = append(res.Clusters, collector...)
 	return res.versioned()
 }
 
@@ -159,6 +172,9 @@ func checkService(svc Service) error {
 		return fmt.Errorf("service name and namespace must be set, got %q/%q", svc.Namespace, svc.Name)
 	}
 	if err := checkSecurity(svc.Security); err != nil {
+		return err
+	}
+	if err := checkObservability(svc.Observability); err != nil {
 		return err
 	}
 	// Each port is claimed by a field: -1 and -2 are the app's ports, -3 and -4
