@@ -22,9 +22,10 @@ const (
 
 // statusPaths are the admin endpoints the status listener exposes, read-only, to the
 // kubelet's probes and the operator's prober; /certs tells the prober which
-// certificate the sidecar serves and when it expires. Everything else on the admin
+// certificate the sidecar serves and when it expires, and /stats/prometheus is
+// what Prometheus scrapes. Everything else on the admin
 // API (quitquitquit, config_dump, logging, runtime_modify, ...) stays on loopback.
-var statusPaths = []string{"/ready", "/server_info", "/stats", "/clusters", "/certs"}
+var statusPaths = []string{"/ready", "/server_info", "/stats", "/stats/prometheus", "/clusters", "/certs"}
 
 // staticConnectTimeout is the connect timeout of clusters on loopback, as in the seed.
 const staticConnectTimeout = 250 * time.Millisecond
@@ -112,7 +113,7 @@ func statusListener() (*listenerv3.Listener, error) {
 	}
 	routes = append(routes, &routev3.Route{
 		Match:  matchAll(),
-		Action: directResponse(404, "envoymesh: not found; the status port serves only GET /ready, /server_info, /stats, /clusters and /certs\n"),
+		Action: directResponse(404, "envoymesh: not found; the status port serves only GET /ready, /server_info, /stats, /stats/prometheus, /clusters and /certs\n"),
 	})
 	hcm, err := httpConnectionManager(statusListenerName, routeConfig(statusListenerName, routes), nil)
 	if err != nil {
