@@ -138,8 +138,9 @@ func TestGoldenFilesLoad(t *testing.T) {
 		dirs = append(dirs, found...)
 	}
 	// seed/service-a,b,c, features and gateway; under security/ each mode's
-	// lds.yaml, the egress caller and the gateway.
-	if want := 5 + len(securityGoldenCases) + 2; len(dirs) != want {
+	// lds.yaml, the egress caller and the gateway; under observability/ each
+	// case's lds.yaml (and cds.yaml when it traces).
+	if want := 5 + len(securityGoldenCases) + 2 + len(observabilityGoldenCases); len(dirs) != want {
 		t.Fatalf("found %d golden directories, want %d: %v", len(dirs), want, dirs)
 	}
 	for _, lds := range dirs {

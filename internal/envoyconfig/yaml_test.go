@@ -103,8 +103,16 @@ func TestFastYAMLGoldenFiles(t *testing.T) {
 	}
 	files = append(files, more...)
 	// 5 directories of 3 files before identities; under security/, one lds.yaml
-	// per mode and 5 files each for the egress caller and the gateway.
-	if want := 15 + len(securityGoldenCases) + 2*5; len(files) != want {
+	// per mode and 5 files each for the egress caller and the gateway; under
+	// observability/, lds.yaml per case and cds.yaml per case that traces.
+	want := 15 + len(securityGoldenCases) + 2*5
+	for _, tc := range observabilityGoldenCases {
+		want++
+		if tc.obs.Tracing != nil {
+			want++
+		}
+	}
+	if len(files) != want {
 		t.Fatalf("found %d golden files, want %d: %v", len(files), want, files)
 	}
 	for _, f := range files {
