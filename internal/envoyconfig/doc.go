@@ -31,4 +31,12 @@
 //
 // InboundTLS and UpstreamTLS read these settings back from built Resources, for
 // tests that meet an Envoy with Go's crypto/tls.
+//
+// Observability (Service.Observability, Gateway.Observability) is the mesh's
+// spec.accessLog and spec.tracing, resolved by ObservabilityFor. The access log
+// goes to stdout from every HTTP connection manager and tcp_proxy of the inbound
+// and egress listeners and the gateway's, never the status listener; the
+// OpenTelemetry tracer is on every HTTP connection manager and exports over gRPC
+// to the otel-collector cluster in cds. The zero value changes nothing. See
+// docs/observability.md.
 package envoyconfig

@@ -127,8 +127,8 @@ type AccessLogField struct{ Key, Operator string }
 
 // AccessLogFields are the fields of an HTTP listener's access log, in the order
 // of the Text format. The path is the one the caller sent, before any rewrite;
-// the peer's URI SAN is the caller's SPIFFE ID under mTLS ("-" or null
-// otherwise).
+// the peer's URI SAN is the caller's SPIFFE ID under mTLS, and empty (Envoy's
+// placeholder for a missing value) otherwise.
 var AccessLogFields = []AccessLogField{
 	{"start_time", "%START_TIME%"},
 	{"request_id", "%REQ(X-REQUEST-ID)%"},
@@ -246,8 +246,8 @@ func stdoutAccessLog(format v1alpha1.AccessLogFormat, fields []AccessLogField) (
 }
 
 // logFormat is JSON, an object of the fields (Envoy ends each with a newline),
-// or Text, key=value pairs in order and a newline. Envoy writes a field that
-// has no value as null in JSON and "-" in Text.
+// or Text, key=value pairs in order and a newline, where Envoy writes "-" for
+// a value it does not have.
 func logFormat(format v1alpha1.AccessLogFormat, fields []AccessLogField) (*corev3.SubstitutionFormatString, error) {
 	switch format {
 	case v1alpha1.AccessLogJSON:
