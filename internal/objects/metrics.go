@@ -69,7 +69,7 @@ func PodMonitorSelectorLabels(mesh *meshv1alpha1.ServiceMesh) map[string]string 
 
 // PodMonitor scrapes the Envoy status port (by its container port name, present
 // on sidecars and gateways alike) of every pod of mesh, in the mesh's namespace,
-// controlled by the mesh.
+// controlled by the mesh, labelling the series with the pods' name and part-of.
 func PodMonitor(mesh *meshv1alpha1.ServiceMesh) *unstructured.Unstructured {
 	selector := map[string]any{}
 	for k, v := range PodMonitorSelectorLabels(mesh) {
@@ -93,6 +93,10 @@ func PodMonitor(mesh *meshv1alpha1.ServiceMesh) *unstructured.Unstructured {
 				"port": StatusPortName,
 				"path": MetricsPath,
 			}},
+			// On every series as app_kubernetes_io_name (the MeshService, or
+			// <mesh>-gateway) and app_kubernetes_io_part_of (the mesh), as the
+			// dashboard in config/grafana groups them.
+			"podTargetLabels": []any{nameLabel, partOfLabel},
 		},
 	}}
 	u.SetOwnerReferences(gatewayMeta(mesh, "").OwnerReferences)

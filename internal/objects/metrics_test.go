@@ -76,6 +76,10 @@ func TestPodMonitor(t *testing.T) {
 		t.Errorf("endpoints (-want +got):\n%s", d)
 	}
 
+	if got, _, _ := unstructured.NestedStringSlice(pm.Object, "spec", "podTargetLabels"); !cmp.Equal(got, []string{"app.kubernetes.io/name", "app.kubernetes.io/part-of"}) {
+		t.Errorf("podTargetLabels %v", got)
+	}
+
 	// The selector picks the mesh's sidecar pods and gateway pods, each with
 	// a container port of that name, and nobody else's.
 	sel := labels.SelectorFromSet(match)
