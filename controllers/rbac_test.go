@@ -36,6 +36,7 @@ func TestClusterRoleIsLeastPrivilege(t *testing.T) {
 		"/pods":                             {"get", "list", "watch"},
 		"/serviceaccounts":                  {"create", "get", "list", "patch", "watch"},
 		"networking.k8s.io/networkpolicies": {"create", "delete", "get", "list", "patch", "watch"},
+		"monitoring.coreos.com/podmonitors": {"create", "delete", "get", "list", "patch", "watch"},
 		"certificates.k8s.io/podcertificaterequests":              {"get", "list", "watch"},
 		"certificates.k8s.io/podcertificaterequests/status":       {"update"},
 		"certificates.k8s.io/clustertrustbundles":                 {"create", "delete", "get", "list", "patch", "watch"},

@@ -6,13 +6,18 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -47,12 +52,15 @@ type ServiceMeshReconciler struct {
 	GatewayEvents <-chan event.GenericEvent
 
 	applied appliedVersions
+	// podMonitors remembers briefly that the PodMonitor CRD is missing.
+	podMonitors podMonitorCRD
 }
 
 // +kubebuilder:rbac:groups=mesh.envoymesh.io,resources=servicemeshes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=mesh.envoymesh.io,resources=servicemeshes/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=delete
 // +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=delete
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=podmonitors,verbs=get;list;watch;create;patch;delete
 
 // Reconcile converges one ServiceMesh.
 func (r *ServiceMeshReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -94,11 +102,135 @@ func (r *ServiceMeshReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 	}
 
+	retryMetrics, err := r.reconcilePodMonitor(ctx, mesh, &status)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
 	setConditions(&status.Conditions, mesh.Generation, meshReadyCondition(ready))
 	if ready.failure == nil {
 		status.ObservedGeneration = mesh.Generation
 	}
-	return ctrl.Result{}, r.writeMeshStatus(ctx, mesh, status)
+	if err := r.writeMeshStatus(ctx, mesh, status); err != nil {
+		return ctrl.Result{}, err
+	}
+	if retryMetrics {
+		// Nothing is watched that would tell us the CRD was installed or the
+		// foreign PodMonitor deleted: look again later.
+		return ctrl.Result{RequeueAfter: podMonitorRetry}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// podMonitorRetry is how soon a mesh whose PodMonitor could not be written
+// looks again; podMonitorCRDRecheck is how long a missing CRD is believed.
+const (
+	podMonitorRetry      = time.Minute
+	podMonitorCRDRecheck = 30 * time.Second
+)
+
+// podMonitorGVK is the Prometheus Operator's PodMonitor.
+var podMonitorGVK = schema.GroupVersionKind{Group: objects.PodMonitorGroup, Version: objects.PodMonitorVersion, Kind: objects.PodMonitorKind}
+
+// podMonitorCRD answers whether the PodMonitor CRD is installed, by the REST
+// mapper (which caches what it found and asks discovery again on a miss). A
+// miss is remembered for podMonitorCRDRecheck, so that meshes asking for a
+// PodMonitor on a cluster without the CRD do not each cost a discovery call
+// per reconcile. The zero value is ready; it is safe for concurrent use.
+type podMonitorCRD struct {
+	mu          sync.Mutex
+	missingTill time.Time
+}
+
+func (p *podMonitorCRD) installed(mapper meta.RESTMapper, now time.Time) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now.Before(p.missingTill) {
+		return false, nil
+	}
+	_, err := mapper.RESTMapping(podMonitorGVK.GroupKind(), podMonitorGVK.Version)
+	switch {
+	case meta.IsNoMatchError(err):
+		p.missingTill = now.Add(podMonitorCRDRecheck)
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
+}
+
+// forget drops a remembered miss: the API server answered as if the CRD were
+// gone, or it is back.
+func (p *podMonitorCRD) forget() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.missingTill = time.Time{}
+}
+
+// reconcilePodMonitor writes the mesh's PodMonitor when spec.metrics.podMonitor
+// asks for one and the CRD is installed, and reports it as MetricsScraped; it
+// deletes the PodMonitor the mesh controls when it no longer asks (found by the
+// condition, so a mesh that never asked costs no API call). retry is true when
+// the PodMonitor could not be written for a reason no watch would report.
+func (r *ServiceMeshReconciler) reconcilePodMonitor(ctx context.Context, mesh *meshv1alpha1.ServiceMesh,
+	status *meshv1alpha1.ServiceMeshStatus) (retry bool, err error) {
+	if mesh.Spec.Metrics == nil || !mesh.Spec.Metrics.PodMonitor {
+		if meta.FindStatusCondition(status.Conditions, ConditionMetricsScraped) == nil {
+			return false, nil
+		}
+		if err := r.deletePodMonitor(ctx, mesh); err != nil {
+			return false, err
+		}
+		meta.RemoveStatusCondition(&status.Conditions, ConditionMetricsScraped)
+		return false, nil
+	}
+
+	installed, err := r.podMonitors.installed(r.RESTMapper(), time.Now())
+	if err != nil {
+		return false, err
+	}
+	if !installed {
+		setConditions(&status.Conditions, mesh.Generation, podMonitorCRDMissingCondition())
+		return true, nil
+	}
+	pm := objects.PodMonitor(mesh)
+	existing := &unstructured.Unstructured{}
+	existing.SetGroupVersionKind(podMonitorGVK)
+	err = applyAllOwned(ctx, r.Client, &r.applied, mesh, []ownedObject{owned(pm, existing)})
+	var notOwned *errNotOwned
+	switch {
+	case errors.As(err, &notOwned):
+		r.Recorder.Eventf(mesh, nil, corev1.EventTypeWarning, ReasonConflict, "Apply", "%v", err)
+		setConditions(&status.Conditions, mesh.Generation, podMonitorConflictCondition(err))
+		return true, nil
+	case meta.IsNoMatchError(err) || apierrors.IsNotFound(err):
+		// The CRD went away after the mapper saw it.
+		r.podMonitors.forget()
+		setConditions(&status.Conditions, mesh.Generation, podMonitorCRDMissingCondition())
+		return true, nil
+	case err != nil:
+		r.Recorder.Eventf(mesh, nil, corev1.EventTypeWarning, "ApplyFailed", "Apply", "%v", err)
+		return false, err
+	}
+	setConditions(&status.Conditions, mesh.Generation, podMonitorAppliedCondition(client.ObjectKeyFromObject(pm).String()))
+	return false, nil
+}
+
+// deletePodMonitor removes the mesh's PodMonitor if the mesh controls it; a
+// foreign one of that name, or none at all (nor the CRD), is left as it is.
+func (r *ServiceMeshReconciler) deletePodMonitor(ctx context.Context, mesh *meshv1alpha1.ServiceMesh) error {
+	pm := &unstructured.Unstructured{}
+	pm.SetGroupVersionKind(podMonitorGVK)
+	err := r.Get(ctx, types.NamespacedName{Namespace: mesh.Namespace, Name: objects.PodMonitorName(mesh)}, pm)
+	switch {
+	case meta.IsNoMatchError(err) || apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	case !metav1.IsControlledBy(pm, mesh):
+		return nil
+	}
+	return client.IgnoreNotFound(r.Delete(ctx, pm, client.Preconditions{UID: ptr.To(pm.GetUID())}))
 }
 
 // reconcileGateway applies the gateway and reports it in status. It returns

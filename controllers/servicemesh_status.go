@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+	"github.com/envoymesh/envoymesh-operator/internal/objects"
 	"github.com/envoymesh/envoymesh-operator/internal/prober"
 )
 
@@ -17,7 +18,33 @@ const (
 	ConditionRoutesResolved = "RoutesResolved"
 	ReasonRouteNotFound     = "RouteNotFound"
 	ReasonGatewayDisabled   = "GatewayDisabled"
+
+	// ConditionMetricsScraped, present while spec.metrics.podMonitor is set, is
+	// True when the mesh's PodMonitor is written.
+	ConditionMetricsScraped    = "MetricsScraped"
+	ReasonPodMonitorApplied    = "PodMonitorApplied"
+	ReasonPodMonitorCRDMissing = "PodMonitorCRDMissing"
 )
+
+// podMonitorAppliedCondition is MetricsScraped True: the PodMonitor key is written.
+func podMonitorAppliedCondition(key string) metav1.Condition {
+	return newCondition(ConditionMetricsScraped, true, ReasonPodMonitorApplied,
+		fmt.Sprintf("PodMonitor %s scrapes the sidecars and the gateway on their %s port at %s",
+			key, objects.StatusPortName, objects.MetricsPath))
+}
+
+// podMonitorCRDMissingCondition is MetricsScraped False: there is no PodMonitor API.
+func podMonitorCRDMissingCondition() metav1.Condition {
+	return newCondition(ConditionMetricsScraped, false, ReasonPodMonitorCRDMissing,
+		"the PodMonitor CRD (monitoring.coreos.com/v1) is not installed: install the Prometheus Operator, "+
+			"or scrape the pods through their prometheus.io/scrape, prometheus.io/port and prometheus.io/path annotations")
+}
+
+// podMonitorConflictCondition is MetricsScraped False: a PodMonitor of the name
+// exists that the mesh does not control, and is left as it is.
+func podMonitorConflictCondition(err error) metav1.Condition {
+	return newCondition(ConditionMetricsScraped, false, ReasonConflict, err.Error())
+}
 
 // routesResolvedCondition is RoutesResolved: True when no route target is
 // missing among the total routes.
