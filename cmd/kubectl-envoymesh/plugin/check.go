@@ -205,7 +205,7 @@ func compareCRD(want, got *apiextensionsv1.CustomResourceDefinition) Finding {
 		served[got.Spec.Versions[i].Name] = &got.Spec.Versions[i]
 	}
 	var problems []string
-	older, newer := false, false
+	older := false
 	for _, wv := range want.Spec.Versions {
 		gv, ok := served[wv.Name]
 		delete(served, wv.Name)
@@ -230,7 +230,6 @@ func compareCRD(want, got *apiextensionsv1.CustomResourceDefinition) Finding {
 				problems = append(problems, fmt.Sprintf("%s lacks %s", wv.Name, limitList(missing, 5)))
 			}
 			if len(extra) > 0 {
-				newer = true
 				problems = append(problems, fmt.Sprintf("%s has fields this plugin does not know: %s", wv.Name, limitList(extra, 5)))
 			}
 		default:
@@ -240,7 +239,6 @@ func compareCRD(want, got *apiextensionsv1.CustomResourceDefinition) Finding {
 	}
 	for name := range served {
 		problems = append(problems, fmt.Sprintf("serves version %s this plugin does not know", name))
-		newer = true
 	}
 	switch {
 	case len(problems) == 0:
@@ -252,7 +250,6 @@ func compareCRD(want, got *apiextensionsv1.CustomResourceDefinition) Finding {
 	case older:
 		return Finding{VerdictFail, check, "outdated: " + strings.Join(problems, "; "), upgrade}
 	default:
-		_ = newer
 		return Finding{VerdictWarn, check, "newer than this plugin: " + strings.Join(problems, "; "), "upgrade kubectl-envoymesh to the operator's release"}
 	}
 }
@@ -691,4 +688,3 @@ func concludedBy(p *certificatesv1.PodCertificateRequest) *metav1.Condition {
 	}
 	return nil
 }
-

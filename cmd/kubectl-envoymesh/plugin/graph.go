@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
@@ -121,7 +122,9 @@ func buildGraph(ctx context.Context, c client.Client, ns string) (*Graph, error)
 		}
 		id := gatewayID(m.Namespace, m.Name)
 		g.Nodes = append(g.Nodes, GraphNode{ID: id, Kind: "Gateway", Namespace: m.Namespace, Name: m.Name})
-		g.Calls = append(g.Calls, gatewayCalls(m, id)...)
+		g.Calls = append(g.Calls, gatewayCalls(m, id, func(key types.NamespacedName) bool {
+			return c.Get(ctx, key, &meshv1alpha1.MeshService{}) == nil
+		})...)
 	}
 	for i := range services.Items {
 		g.Calls = append(g.Calls, serviceCalls(&services.Items[i])...)
@@ -148,7 +151,9 @@ func buildGraph(ctx context.Context, c client.Client, ns string) (*Graph, error)
 
 // gatewayCalls are a gateway's routes; RoutesResolved names the refused
 // (NotAllowed) and missing (RouteNotFound) targets.
-func gatewayCalls(m *meshv1alpha1.ServiceMesh, from string) []GraphCall {
+// exists says whether a MeshService exists (asked only when RoutesResolved is
+// NotAllowed, which names the refused targets but not the missing ones).
+func gatewayCalls(m *meshv1alpha1.ServiceMesh, from string, exists func(types.NamespacedName) bool) []GraphCall {
 	cond := meta.FindStatusCondition(m.Status.Conditions, "RoutesResolved")
 	named := map[string]bool{}
 	if cond != nil && cond.Status == metav1.ConditionFalse {
@@ -175,9 +180,9 @@ func gatewayCalls(m *meshv1alpha1.ServiceMesh, from string) []GraphCall {
 		case named[to] && cond.Reason == "RouteNotFound":
 			call.State = CallNotFound
 			call.Reason = "no such MeshService; the route answers 503"
-		case cond.Reason == "NotAllowed":
-			// RoutesResolved names the refusals first; the rest may still be missing.
-			call.State = CallUnknown
+		case cond.Reason == "NotAllowed" && !exists(types.NamespacedName{Namespace: ns, Name: r.Service}):
+			call.State = CallNotFound
+			call.Reason = "no such MeshService; the route answers 503"
 		default:
 			call.State = CallAllowed
 		}
@@ -302,7 +307,8 @@ func printGraphText(w io.Writer, g *Graph) error {
 			refused++
 		}
 	}
-	fmt.Fprintf(w, "Namespace %s: %d MeshServices, %d gateways, %d calls (%d refused)\n", g.Namespace, services, gateways, len(g.Calls), refused)
+	fmt.Fprintf(w, "Namespace %s: %s, %s, %s (%d refused)\n", g.Namespace,
+		plural(services, "MeshService"), plural(gateways, "gateway"), plural(len(g.Calls), "call"), refused)
 	for _, n := range g.Nodes {
 		if n.External {
 			continue
@@ -390,4 +396,11 @@ func printGraphDot(w io.Writer, g *Graph) error {
 	b.WriteString("}\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", what)
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
