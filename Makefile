@@ -54,8 +54,10 @@ verify-generated: manifests generate ## Fail when generated or unformatted files
 ##@ Build
 
 .PHONY: build
-build: manifests generate fmt vet ## Build manager binary.
+build: manifests generate fmt vet ## Build manager binary and the kubectl plugin bin/kubectl-envoymesh.
 	go build -o bin/manager .
+	cp config/crd/bases/*.yaml cmd/kubectl-envoymesh/crds/
+	go build -o bin/kubectl-envoymesh ./cmd/kubectl-envoymesh
 
 .PHONY: run
 run: manifests generate fmt vet ## Run a controller from your host against the cluster in ~/.kube/config.
