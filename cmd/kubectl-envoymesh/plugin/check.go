@@ -186,6 +186,9 @@ func checkCRDs(ctx context.Context, c client.Client) ([]Finding, error) {
 		case apierrors.IsNotFound(err):
 			fs = append(fs, Finding{VerdictFail, check, "not installed", "kubectl apply -k config/crd (or `make install`, or reinstall the operator)"})
 			continue
+		case apierrors.IsForbidden(err):
+			fs = append(fs, forbidden(check, "CustomResourceDefinition "+w.Name))
+			continue
 		case err != nil:
 			return nil, fmt.Errorf("reading CRD %s: %w", w.Name, err)
 		}
@@ -320,11 +323,13 @@ func (co *checkOptions) checkOperator(ctx context.Context, c client.Client) (*ap
 	ns := co.operatorNamespace
 	var fs []Finding
 	deploy, err := co.findDeployment(ctx, c)
-	if err != nil {
+	if err != nil && !apierrors.IsForbidden(err) {
 		return nil, nil, err
 	}
 	install := "install it: kubectl apply -k config/default (or `make deploy`, or through OLM); pass --operator-namespace/--operator-deployment if it runs elsewhere"
 	switch {
+	case err != nil:
+		fs = append(fs, forbidden("operator/deployment", "Deployments in "+ns))
 	case deploy == nil:
 		fs = append(fs, Finding{VerdictFail, "operator/deployment", fmt.Sprintf("no Deployment %s (nor one labelled app.kubernetes.io/name=envoymesh-operator) in namespace %s", co.operatorDeployment, ns), install})
 	default:
@@ -337,6 +342,8 @@ func (co *checkOptions) checkOperator(ctx context.Context, c client.Client) (*ap
 	case apierrors.IsNotFound(err):
 		fs = append(fs, Finding{VerdictFail, "operator/leader", fmt.Sprintf("no Lease %s/%s: no operator has ever been elected leader", ns, LeaderElectionID),
 			"the operator must run with --leader-elect (config/manager does); check its logs: kubectl -n " + ns + " logs deploy/" + co.operatorDeployment})
+	case apierrors.IsForbidden(err):
+		fs = append(fs, forbidden("operator/leader", "Lease "+ns+"/"+LeaderElectionID))
 	case err != nil:
 		return nil, nil, fmt.Errorf("reading Lease %s/%s: %w", ns, LeaderElectionID, err)
 	default:
@@ -551,6 +558,8 @@ func (co *checkOptions) checkIdentity(ctx context.Context, c client.Client, depl
 	case meta.IsNoMatchError(err) || apierrors.IsNotFound(err):
 		fs = append(fs, Finding{VerdictFail, "identity/trust-bundle", "the API server does not serve certificates.k8s.io/v1 ClusterTrustBundles",
 			"mTLS needs Kubernetes with ClusterTrustBundles and PodCertificateRequests (docs/security.md), or set spec.mtls.mode Disabled"})
+	case apierrors.IsForbidden(err):
+		fs = append(fs, forbidden("identity/trust-bundle", "ClusterTrustBundles"))
 	case err != nil:
 		return nil, fmt.Errorf("listing ClusterTrustBundles: %w", err)
 	default:
@@ -577,7 +586,7 @@ func (co *checkOptions) checkIdentity(ctx context.Context, c client.Client, depl
 		fs = append(fs, Finding{VerdictFail, "identity/ca-secret", fmt.Sprintf("CA Secret %s not found", secret),
 			"the operator creates it at start unless --ca-secret names a Secret someone else (cert-manager) makes: check that one, and " + logs})
 	case apierrors.IsForbidden(err):
-		fs = append(fs, Finding{VerdictSkip, "identity/ca-secret", fmt.Sprintf("not allowed to read Secret %s", secret), ""})
+		fs = append(fs, forbidden("identity/ca-secret", "Secret "+secret.String()))
 	case err != nil:
 		return nil, fmt.Errorf("reading Secret %s: %w", secret, err)
 	default:
@@ -594,6 +603,8 @@ func (co *checkOptions) checkIdentity(ctx context.Context, c client.Client, depl
 	case meta.IsNoMatchError(err) || apierrors.IsNotFound(err):
 		fs = append(fs, Finding{VerdictFail, "identity/signer", "the API server does not serve certificates.k8s.io/v1 PodCertificateRequests",
 			"mTLS needs Kubernetes with Pod Certificates (docs/security.md), or set spec.mtls.mode Disabled"})
+	case apierrors.IsForbidden(err):
+		fs = append(fs, forbidden("identity/signer", "PodCertificateRequests"))
 	case err != nil:
 		return nil, fmt.Errorf("listing PodCertificateRequests: %w", err)
 	default:
@@ -687,4 +698,9 @@ func concludedBy(p *certificatesv1.PodCertificateRequest) *metav1.Condition {
 		}
 	}
 	return nil
+}
+
+// forbidden is the SKIP line of a check the user may not read for.
+func forbidden(check, what string) Finding {
+	return Finding{VerdictSkip, check, "not allowed to read " + what, "run as a user who may (kubectl auth can-i), or ignore this line"}
 }

@@ -59,3 +59,7 @@ var readyConds = []metav1.Condition{
 	condition(meshv1alpha1.ConditionUpstreamsResolved, true, "Resolved", "all resolved"),
 	condition(meshv1alpha1.ConditionUpstreamsAuthorized, true, "Authorized", "all accept"),
 }
+
+func meshv1alpha1MeshServiceStatusReady() meshv1alpha1.MeshServiceStatus {
+	return meshv1alpha1.MeshServiceStatus{Conditions: readyConds}
+}

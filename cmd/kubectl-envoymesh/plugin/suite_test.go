@@ -62,11 +62,14 @@ var _ = AfterSuite(func() {
 	}
 })
 
-// run runs `kubectl envoymesh args...` at time now and returns its stdout.
-func runAt(now time.Time, args ...string) (string, error) {
+// runAt runs `kubectl envoymesh args...` at time now and returns its stdout.
+func runAt(now time.Time, args ...string) (string, error) { return runAs(kubeconfig, now, args...) }
+
+// runAs runs it with another kubeconfig (another user).
+func runAs(kc string, now time.Time, args ...string) (string, error) {
 	var out, errOut bytes.Buffer
 	cmd := newCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, func() time.Time { return now })
-	cmd.SetArgs(append(args, "--kubeconfig", kubeconfig))
+	cmd.SetArgs(append(args, "--kubeconfig", kc))
 	err := cmd.ExecuteContext(ctx)
 	GinkgoWriter.Printf("$ kubectl envoymesh %s\n%s%s", strings.Join(args, " "), out.String(), errOut.String())
 	return out.String(), err
