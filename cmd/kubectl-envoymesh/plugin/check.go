@@ -479,7 +479,11 @@ func summaryFinding(kind string, ready, total int, where string) Finding {
 	if total == 0 {
 		return Finding{VerdictOK, kind, "none " + where, ""}
 	}
-	return Finding{v, kind, fmt.Sprintf("%d/%d healthy %s", ready, total, where), ""}
+	fix := ""
+	if ready < total {
+		fix = "see the lines below"
+	}
+	return Finding{v, kind, fmt.Sprintf("%d/%d healthy %s", ready, total, where), fix}
 }
 
 // resourceFindings: one finding per condition of types that is not True (a
