@@ -24,6 +24,9 @@ var goBenches = []goBench{
 	// with in-memory reads; BenchmarkIssue is the signature alone.
 	{"./controllers/", "SignRequest"},
 	{"./internal/identity/", "Issue"},
+	// The callee's config with 10, 100 and 1000 callers, beside 10 and 1000
+	// unrelated services: its cost and its bytes (lds-B, data-B).
+	{"./internal/envoyconfig/", "AuthzCallee"},
 }
 
 // benchTargets are the targets of the benchmarks that have one, by name prefix:
@@ -42,8 +45,12 @@ type benchFigures struct {
 	skip  string
 }
 
-// target is the Target cell of the benchmark's row.
-func (b *benchFigures) target() string {
+// target is the Target cell of the benchmark's row; all are the figures of the
+// whole run, for the targets that compare benchmarks.
+func (b *benchFigures) target(all []*benchFigures) string {
+	if t, ok := authzCalleeTarget(b, all); ok {
+		return t
+	}
 	for prefix, t := range benchTargets {
 		if strings.HasPrefix(b.name, prefix) {
 			return t.label + ": " + verdict(median(b.units["ns/op"]) <= t.maxNS)
@@ -126,4 +133,38 @@ func skipReason(out []byte) string {
 		}
 	}
 	return "no result (skipped?)"
+}
+
+// authzCalleeTarget compares a BenchmarkAuthzCallee/callers=C/unrelated=U row
+// with the others: the callee's bytes must not change with U (flat in mesh size)
+// and must grow with C.
+func authzCalleeTarget(b *benchFigures, all []*benchFigures) (string, bool) {
+	var c, u int
+	if _, err := fmt.Sscanf(b.name, "BenchmarkAuthzCallee/callers=%d/unrelated=%d", &c, &u); err != nil {
+		return "", false
+	}
+	bytes := func(callers, unrelated int) (float64, bool) {
+		for _, o := range all {
+			if o.name == fmt.Sprintf("BenchmarkAuthzCallee/callers=%d/unrelated=%d", callers, unrelated) && len(o.units["data-B"]) > 0 {
+				return median(o.units["data-B"]), true
+			}
+		}
+		return 0, false
+	}
+	mine, _ := bytes(c, u)
+	var parts []string
+	if base, ok := bytes(c, 10); ok && u != 10 {
+		parts = append(parts, "flat in mesh size (vs unrelated=10): "+verdict(mine == base))
+	}
+	var fewer int
+	for _, o := range all {
+		var oc, ou int
+		if _, err := fmt.Sscanf(o.name, "BenchmarkAuthzCallee/callers=%d/unrelated=%d", &oc, &ou); err == nil && ou == u && oc < c && oc > fewer {
+			fewer = oc
+		}
+	}
+	if prev, ok := bytes(fewer, u); ok && fewer > 0 {
+		parts = append(parts, fmt.Sprintf("grows with callers (vs %d): %s", fewer, verdict(mine > prev)))
+	}
+	return strings.Join(parts, "; "), true
 }

@@ -598,7 +598,7 @@ func identityFloorOnce(ctx context.Context, o options, n int, stream bool) (*ide
 	var pods []*corev1.Pod
 	saUIDs := map[string]types.UID{}
 	for i, ms := range services {
-		cfg, err := sidecarFiles(ms, nil)
+		cfg, err := sidecarFiles(ms, nil, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -764,7 +764,7 @@ func identityWarmUp(ctx context.Context, p *plane, o options, nodeUID types.UID)
 	const ns = "warmup"
 	ms := meshService("warm-id")
 	ms.Namespace = ns
-	cfg, err := sidecarFiles(ms, nil)
+	cfg, err := sidecarFiles(ms, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -44,10 +44,14 @@ type options struct {
 	envoyImage  string
 	logDir      string
 	cpuProfile  time.Duration
+
+	// authz-newcaller: callers hub has, new callers per run, and the mesh size
+	// unrelated MeshServices fill up to in the first run (0: none).
+	authzCallers, authzSteps, authzMesh int
 }
 
 // defaultScenarios is what runs without -scenarios; identity runs its floor too.
-const defaultScenarios = "convergence,floor,fanout,config,identity,gobench"
+const defaultScenarios = "convergence,floor,fanout,config,authz-newcaller,identity,gobench"
 
 // benchEnvoyImage is passed to the manager and used by the floor, so both write
 // byte-identical Deployments.
@@ -65,6 +69,9 @@ func main() {
 	flag.StringVar(&fanouts, "fanouts", "10,100", "Dependent counts for the update fan-out scenario.")
 	flag.StringVar(&meshes, "config-meshes", "10,1000", "Mesh sizes at which a 3-upstream service's ConfigMap is weighed.")
 	flag.StringVar(&idPods, "identity-pods", "1000", "Pod counts for the identity scenario: that many pods request certificates at once.")
+	flag.IntVar(&o.authzCallers, "authz-callers", 100, "Callers the service of the authz-newcaller scenario has before a new one comes (its ConfigMap is also weighed at 10 callers when this is more).")
+	flag.IntVar(&o.authzSteps, "authz-steps", 10, "New callers per run of the authz-newcaller scenario, one at a time.")
+	flag.IntVar(&o.authzMesh, "authz-mesh", 1000, "Mesh size that unrelated MeshServices fill up to in the first authz-newcaller run, before as many new callers again (0: skip).")
 	flag.Float64Var(&o.qps, "qps", 50, "--kube-api-qps of the manager, and the floor writer's QPS.")
 	flag.IntVar(&o.burst, "burst", 100, "--kube-api-burst of the manager, and the floor writer's burst.")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "--max-concurrent-reconciles of the manager, and the floor writer's workers.")
@@ -99,6 +106,9 @@ func main() {
 			o.scenarios[s] = true
 		}
 	}
+	if o.authzCallers < 1 || o.authzSteps < 1 {
+		log.Fatal("-authz-callers and -authz-steps must be at least 1")
+	}
 	if o.runs < 1 {
 		log.Fatal("-runs must be at least 1")
 	}
@@ -125,7 +135,7 @@ func main() {
 	ctx := context.Background()
 	res := &results{opts: o, started: time.Now().UTC(), machine: describeMachine()}
 	res.init()
-	needsManager := o.scenarios["convergence"] || o.scenarios["fanout"] || o.scenarios["config"] || o.scenarios["identity"]
+	needsManager := o.scenarios["convergence"] || o.scenarios["fanout"] || o.scenarios["config"] || o.scenarios["identity"] || o.scenarios["authz-newcaller"]
 	if needsManager {
 		if _, err := os.Stat(o.manager); err != nil {
 			log.Fatalf("manager binary: %v (build it with `go build -o bin/manager .`)", err)
@@ -204,6 +214,16 @@ func run(ctx context.Context, o options, res *results) error {
 				continue
 			}
 			res.addConfig(m, r)
+		}
+	}
+	if o.scenarios["authz-newcaller"] {
+		for i := range o.runs {
+			r, err := authzRun(ctx, o, i)
+			if err != nil {
+				res.fail(fmt.Sprintf("authz-newcaller run %d", i+1), err)
+				continue
+			}
+			res.authz = append(res.authz, r)
 		}
 	}
 	if o.scenarios["identity"] {

@@ -15,6 +15,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -27,6 +28,7 @@ import (
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 	"github.com/envoymesh/envoymesh-operator/internal/envoyconfig"
+	"github.com/envoymesh/envoymesh-operator/internal/identity"
 	"github.com/envoymesh/envoymesh-operator/internal/objects"
 )
 
@@ -49,7 +51,8 @@ var errTimeout = errors.New("timed out")
 // convergenceResult is one manager run of N MeshServices.
 type convergenceResult struct {
 	n           int
-	total       time.Duration // first create → last MeshService converged
+	total       time.Duration // first create → last MeshService converged, its policy naming both callers
+	byStatus    time.Duration // first create → last MeshService converged by its status alone
 	create      time.Duration // first create → last create acknowledged
 	peakRSS     int64
 	configBytes int // the 3-upstream probe service's ConfigMap data, after convergence
@@ -272,6 +275,18 @@ func convergedQuantiles(t *tracker, start time.Time) string {
 	return fmt.Sprintf("converged 25%%/50%%/90%%/all at %.2f/%.2f/%.2f/%.2fs", at(0.25), at(0.5), at(0.9), at(1))
 }
 
+// workloadConverged is converged for svc-i of the workload in the default mesh
+// (mTLS Strict, authorization Enforce): its status also counts both its callers,
+// svc-(i-1) and svc-(i-2), as authorized, which the manager writes once the
+// ConfigMap whose inbound policy names them is applied. A MeshService reconciled
+// before its callers existed is converged by observedGeneration and
+// UpstreamsResolved alone before its policy is complete.
+func workloadConverged(o client.Object) bool {
+	ms, ok := o.(*meshv1alpha1.MeshService)
+	return ok && strings.HasPrefix(ms.Name, "svc-") && converged(ms) &&
+		ms.Status.AuthorizedCallers != nil && ms.Status.AuthorizedCallers.Count == 2
+}
+
 func isMeshService(prefix string) func(client.Object) bool {
 	return func(o client.Object) bool {
 		ms, ok := o.(*meshv1alpha1.MeshService)
@@ -310,8 +325,10 @@ func convergenceRun(ctx context.Context, o options, n, run int) (*convergenceRes
 		return nil, err
 	}
 	defer m.stop()
-	t := newTracker(n, isMeshService("svc-"))
-	if err := watch(ctx, p.cfg, &meshv1alpha1.MeshService{}, t); err != nil {
+	t := newTracker(n, workloadConverged)
+	// By status alone, as before authorization: for the log and the report.
+	byStatus := newTracker(n, isMeshService("svc-"))
+	if err := watchWith(ctx, p.cfg, &meshv1alpha1.MeshService{}, func(o any) { t.observe(o); byStatus.observe(o) }); err != nil {
 		return nil, err
 	}
 
@@ -342,7 +359,11 @@ func convergenceRun(ctx context.Context, o options, n, run int) (*convergenceRes
 		return nil, err
 	}
 	r.total = slices.MaxFunc(t.times(), func(a, b time.Time) int { return a.Compare(b) }).Sub(start)
+	r.byStatus = slices.MaxFunc(byStatus.times(), func(a, b time.Time) int { return a.Compare(b) }).Sub(start)
 	if err := checkOwned(ctx, p.client, n); err != nil {
+		return nil, err
+	}
+	if err := checkFloorConfig(ctx, p.client, objs); err != nil {
 		return nil, err
 	}
 	if r.metrics, err = m.metrics(managerMetrics); err != nil {
@@ -355,22 +376,21 @@ func convergenceRun(ctx context.Context, o options, n, run int) (*convergenceRes
 	if r.peakRSS, _, err = m.memory(); err != nil {
 		return nil, err
 	}
-	logf("convergence N=%d run %d: %.2fs (creates %.2fs; %s), peak RSS %.1f MiB, probe ConfigMap %d B, %s",
-		n, run+1, r.total.Seconds(), r.create.Seconds(), convergedQuantiles(t, start), mib(r.peakRSS), r.configBytes, fmtMetrics(r.metrics))
+	logf("convergence N=%d run %d: %.2fs (creates %.2fs; %s; by status alone %.2fs), peak RSS %.1f MiB, probe ConfigMap %d B, %s",
+		n, run+1, r.total.Seconds(), r.create.Seconds(), convergedQuantiles(t, start), r.byStatus.Seconds(), mib(r.peakRSS), r.configBytes, fmtMetrics(r.metrics))
 	return r, nil
 }
 
-// checkOwned verifies that every converged MeshService has its three objects.
+// checkOwned verifies that every converged MeshService has its ConfigMap,
+// Service, Deployment and (the default mesh is Strict) NetworkPolicy.
 func checkOwned(ctx context.Context, c client.Client, n int) error {
 	for _, l := range []struct {
-		kind   string
-		suffix string
-	}{{"ConfigMapList", objects.ConfigMapSuffix}, {"ServiceList", ""}, {"DeploymentList", ""}} {
+		gv, kind string
+		suffix   string
+	}{{"v1", "ConfigMapList", objects.ConfigMapSuffix}, {"v1", "ServiceList", ""}, {"apps/v1", "DeploymentList", ""},
+		{"networking.k8s.io/v1", "NetworkPolicyList", ""}} {
 		list := &metav1.PartialObjectMetadataList{}
-		gv := "v1"
-		if l.kind == "DeploymentList" {
-			gv = "apps/v1"
-		}
+		gv := l.gv
 		list.SetGroupVersionKind(schemaGVK(gv, l.kind))
 		if err := c.List(ctx, list, client.InNamespace(benchNamespace)); err != nil {
 			return err
@@ -388,8 +408,34 @@ func checkOwned(ctx context.Context, c client.Client, n int) error {
 	return nil
 }
 
+// checkFloorConfig holds the floor to the manager's work: the ConfigMap data the
+// floor writes for the first MeshService of objs (mTLS, its two callers, its two
+// upstreams' identities) is what the manager wrote. Run it before weighProbe,
+// whose probe becomes one more caller.
+func checkFloorConfig(ctx context.Context, c client.Client, objs []*meshv1alpha1.MeshService) error {
+	configs, err := floorConfigs(objs)
+	if err != nil {
+		return err
+	}
+	ms := objs[0]
+	want := objects.ConfigMap(ms, configs[ms.Name].Output)
+	got := &corev1.ConfigMap{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ms.Namespace, Name: want.Name}, got); err != nil {
+		return err
+	}
+	for k, v := range want.Data {
+		if got.Data[k] != v {
+			return fmt.Errorf("the floor would write a %s of %d B for %s where the manager wrote %d B: the floor no longer does the manager's work", k, len(v), ms.Name, len(got.Data[k]))
+		}
+	}
+	if len(got.Data) != len(want.Data) {
+		return fmt.Errorf("the manager wrote %d files for %s, the floor would write %d", len(got.Data), ms.Name, len(want.Data))
+	}
+	return nil
+}
+
 // weighProbe creates the 3-upstream service, waits for its ConfigMap and returns
-// the bytes of its data (envoy.yaml + lds.yaml + cds.yaml).
+// the bytes of its data (envoy.yaml, lds.yaml, cds.yaml and the SDS files).
 func weighProbe(ctx context.Context, c client.Client, m *managerProc) (int, error) {
 	ms := sizedProbe()
 	if err := c.Create(ctx, ms); err != nil {
@@ -466,22 +512,10 @@ func floorOnce(ctx context.Context, o options, n, run int, stream bool) (time.Du
 		return 0, err
 	}
 	objs := workload(n)
-	byKey := map[types.NamespacedName]*meshv1alpha1.MeshService{}
-	for _, ms := range objs {
-		byKey[client.ObjectKeyFromObject(ms)] = ms
-	}
 	// The configs depend only on the specs, known before anything is created.
-	configs := make(map[string]*envoyconfig.Output, n)
-	for _, ms := range objs {
-		found := map[types.NamespacedName]*meshv1alpha1.MeshService{}
-		for _, u := range ms.Spec.Upstreams {
-			found[u.Key(ms.Namespace)] = byKey[u.Key(ms.Namespace)]
-		}
-		cfg, err := sidecarFiles(ms, found)
-		if err != nil {
-			return 0, err
-		}
-		configs[ms.Name] = cfg
+	configs, err := floorConfigs(objs)
+	if err != nil {
+		return 0, err
 	}
 	sidecar := objects.ResolveSidecar(objects.DefaultSidecar(o.envoyImage), nil)
 
@@ -499,7 +533,7 @@ func floorOnce(ctx context.Context, o options, n, run int, stream bool) (time.Du
 	// every status, so both pay for that watch and its latency alike.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	t := newTracker(n, isMeshService("svc-"))
+	t := newTracker(n, workloadConverged)
 	if err := watch(ctx, p.cfg, &meshv1alpha1.MeshService{}, t); err != nil {
 		return 0, err
 	}
@@ -569,11 +603,60 @@ func floorOnce(ctx context.Context, o options, n, run int, stream bool) (time.Du
 	return slices.MaxFunc(t.times(), func(a, b time.Time) int { return a.Compare(b) }).Sub(start), nil
 }
 
+// floorConfig is what the floor writes for one MeshService: its sidecar's files
+// and the SPIFFE IDs of its callers.
+type floorConfig struct {
+	*envoyconfig.Output
+	callers []string
+}
+
+// floorConfigs computes the manager's config of every MeshService of objs, each
+// with its upstreams and callers taken from objs (the whole mesh).
+func floorConfigs(objs []*meshv1alpha1.MeshService) (map[string]floorConfig, error) {
+	byKey := map[types.NamespacedName]*meshv1alpha1.MeshService{}
+	callers := map[types.NamespacedName][]*meshv1alpha1.MeshService{}
+	for _, ms := range objs {
+		byKey[client.ObjectKeyFromObject(ms)] = ms
+		for _, u := range ms.Spec.Upstreams {
+			callers[u.Key(ms.Namespace)] = append(callers[u.Key(ms.Namespace)], ms)
+		}
+	}
+	configs := make(map[string]floorConfig, len(objs))
+	for _, ms := range objs {
+		found := map[types.NamespacedName]*meshv1alpha1.MeshService{}
+		for _, u := range ms.Spec.Upstreams {
+			if up := byKey[u.Key(ms.Namespace)]; up != nil {
+				found[u.Key(ms.Namespace)] = up
+			}
+		}
+		ids := principalsOf(callers[client.ObjectKeyFromObject(ms)])
+		cfg, err := sidecarFiles(ms, found, ids)
+		if err != nil {
+			return nil, err
+		}
+		configs[ms.Name] = floorConfig{Output: cfg, callers: ids}
+	}
+	return configs, nil
+}
+
+// principalsOf are the callers' SPIFFE IDs, sorted and deduplicated, as the
+// manager's authorizedPrincipals gives them for callers of the callee's namespace.
+func principalsOf(callers []*meshv1alpha1.MeshService) []string {
+	ids := make([]string, 0, len(callers))
+	for _, c := range callers {
+		ids = append(ids, identity.SPIFFEID(trustDomain, c.Namespace, objects.ServiceAccountName(c)))
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
 // floorWrite sends for ms (as returned by its create) what one successful
-// reconcile of the manager sends: four applies (ServiceAccount, ConfigMap,
-// Service, Deployment) and one status update.
-func floorWrite(ctx context.Context, c client.Client, ms *meshv1alpha1.MeshService, cfg *envoyconfig.Output, sidecar objects.Sidecar) error {
-	for _, obj := range []client.Object{objects.ServiceAccount(ms), objects.ConfigMap(ms, cfg), objects.Service(ms), objects.Deployment(ms, sidecar, cfg.BootstrapHash, true)} {
+// reconcile of the manager sends in the default mesh (mTLS Strict): five applies
+// (ServiceAccount, ConfigMap, Service, Deployment, NetworkPolicy) and one status
+// update.
+func floorWrite(ctx context.Context, c client.Client, ms *meshv1alpha1.MeshService, cfg floorConfig, sidecar objects.Sidecar) error {
+	for _, obj := range []client.Object{objects.ServiceAccount(ms), objects.ConfigMap(ms, cfg.Output), objects.Service(ms),
+		objects.Deployment(ms, sidecar, cfg.BootstrapHash, true), objects.NetworkPolicy(ms)} {
 		u, err := objects.ApplyBody(obj)
 		if err != nil {
 			return err
@@ -583,25 +666,34 @@ func floorWrite(ctx context.Context, c client.Client, ms *meshv1alpha1.MeshServi
 		}
 	}
 	next := ms.DeepCopy()
-	next.Status = floorStatus(ms, cfg.ConfigVersion)
+	next.Status = floorStatus(ms, cfg.ConfigVersion, cfg.callers)
 	if err := c.Status().Update(ctx, next); err != nil {
 		return fmt.Errorf("status of %s: %w", ms.Name, err)
 	}
 	return nil
 }
 
-// floorStatus is a status of the size and shape the manager writes once converged.
-func floorStatus(ms *meshv1alpha1.MeshService, version string) meshv1alpha1.MeshServiceStatus {
+// floorStatus is a status of the size and shape the manager writes once converged
+// in the default mesh: identity, authorized callers and upstreams.
+func floorStatus(ms *meshv1alpha1.MeshService, version string, callers []string) meshv1alpha1.MeshServiceStatus {
 	now := metav1.Now()
+	sa := objects.ServiceAccountName(ms)
+	id := identity.SPIFFEID(trustDomain, ms.Namespace, sa)
 	st := meshv1alpha1.MeshServiceStatus{
 		ObservedGeneration: ms.Generation,
 		Ready:              "0/1",
 		Synced:             "0/0",
 		ConfigVersion:      version,
 		Sidecars:           &meshv1alpha1.SidecarCounts{},
+		Identity:           &meshv1alpha1.IdentityStatus{ServiceAccount: sa, SPIFFEID: id},
+		AuthorizedCallers:  &meshv1alpha1.AuthorizedCallers{Count: int32(len(callers)), SPIFFEIDs: callers[:min(len(callers), 20)]},
 		Conditions: []metav1.Condition{
 			{Type: meshv1alpha1.ConditionUpstreamsResolved, Status: metav1.ConditionTrue, Reason: "Resolved",
 				Message: fmt.Sprintf("all %d upstreams exist", len(ms.Spec.Upstreams)), ObservedGeneration: ms.Generation, LastTransitionTime: now},
+			{Type: meshv1alpha1.ConditionUpstreamsAuthorized, Status: metav1.ConditionTrue, Reason: "Authorized",
+				Message: fmt.Sprintf("all %d resolved upstreams accept this service", len(ms.Spec.Upstreams)), ObservedGeneration: ms.Generation, LastTransitionTime: now},
+			{Type: meshv1alpha1.ConditionIdentity, Status: metav1.ConditionTrue, Reason: "Assigned",
+				Message: id, ObservedGeneration: ms.Generation, LastTransitionTime: now},
 			{Type: meshv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: "Progressing",
 				Message: `0/1 replicas ready; ServiceMesh "default" not found, built-in defaults apply`, ObservedGeneration: ms.Generation, LastTransitionTime: now},
 			{Type: meshv1alpha1.ConditionConfigSynced, Status: metav1.ConditionUnknown, Reason: "NoSidecars",
@@ -610,7 +702,7 @@ func floorStatus(ms *meshv1alpha1.MeshService, version string) meshv1alpha1.Mesh
 	}
 	for _, u := range ms.Spec.Upstreams {
 		k := u.Key(ms.Namespace)
-		st.Upstreams = append(st.Upstreams, meshv1alpha1.UpstreamStatus{Name: k.Name, Namespace: k.Namespace, Resolved: true})
+		st.Upstreams = append(st.Upstreams, meshv1alpha1.UpstreamStatus{Name: k.Name, Namespace: k.Namespace, Resolved: true, Authorized: true})
 	}
 	return st
 }
@@ -694,7 +786,7 @@ func schemaGVK(apiVersion, kind string) schema.GroupVersionKind {
 	return schema.FromAPIVersionAndKind(apiVersion, kind)
 }
 
-// warmUp sends one of each request kind of the runs (a MeshService create, the three
+// warmUp sends one of each request kind of the runs (a MeshService create, the five
 // applies, a status update) in a namespace of its own and deletes what it made, so
 // no run pays the first-use costs of a fresh API server (the custom resource
 // handler, its CEL programs, the apply paths).
@@ -708,11 +800,11 @@ func warmUp(ctx context.Context, p *plane, o options) error {
 	if err := p.client.Create(ctx, ms); err != nil {
 		return err
 	}
-	cfg, err := sidecarFiles(ms, nil)
+	cfg, err := sidecarFiles(ms, nil, nil)
 	if err != nil {
 		return err
 	}
-	if err := floorWrite(ctx, p.client, ms, cfg, objects.ResolveSidecar(objects.DefaultSidecar(o.envoyImage), nil)); err != nil {
+	if err := floorWrite(ctx, p.client, ms, floorConfig{Output: cfg}, objects.ResolveSidecar(objects.DefaultSidecar(o.envoyImage), nil)); err != nil {
 		return err
 	}
 	for _, obj := range []client.Object{
@@ -720,6 +812,7 @@ func warmUp(ctx context.Context, p *plane, o options) error {
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: objects.ConfigMapName(ms)}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ms.Name}},
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ms.Name}},
+		&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ms.Name}},
 	} {
 		if err := p.client.Delete(ctx, obj); err != nil {
 			return fmt.Errorf("warm-up: deleting %T: %w", obj, err)
@@ -728,9 +821,23 @@ func warmUp(ctx context.Context, p *plane, o options) error {
 	return nil
 }
 
-// sidecarFiles is the ConfigMap content the manager writes for ms.
-func sidecarFiles(ms *meshv1alpha1.MeshService, found map[types.NamespacedName]*meshv1alpha1.MeshService) (*envoyconfig.Output, error) {
-	res, err := envoyconfig.BuildSidecar(envoyconfig.ServiceFor(ms, found, nil), envoyconfig.Options{ClusterDomain: "cluster.local"})
+// sidecarFiles is the ConfigMap content the manager writes for ms in the default
+// mesh (no ServiceMesh: mTLS Strict, authorization Enforce): each found upstream
+// reached over mTLS as its identity, and principals (its callers' SPIFFE IDs,
+// sorted) the only callers its inbound policy admits.
+func sidecarFiles(ms *meshv1alpha1.MeshService, found map[types.NamespacedName]*meshv1alpha1.MeshService, principals []string) (*envoyconfig.Output, error) {
+	svc := envoyconfig.ServiceFor(ms, found, nil)
+	svc.Security = &envoyconfig.Security{MTLS: meshv1alpha1.MTLSStrict, Authorization: meshv1alpha1.AuthorizationEnforce, Principals: principals}
+	for i := range svc.Upstreams {
+		u := &svc.Upstreams[i]
+		if up := found[types.NamespacedName{Namespace: u.Namespace, Name: u.Name}]; u.Target != nil && up != nil {
+			u.Target.Peer = &envoyconfig.Peer{
+				SPIFFEID: identity.SPIFFEID(trustDomain, up.Namespace, objects.ServiceAccountName(up)),
+				SNI:      fmt.Sprintf("%s.%s.svc.%s", up.Name, up.Namespace, envoyconfig.DefaultClusterDomain),
+			}
+		}
+	}
+	res, err := envoyconfig.BuildSidecar(svc, envoyconfig.Options{ClusterDomain: "cluster.local"})
 	if err != nil {
 		return nil, err
 	}
