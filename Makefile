@@ -25,8 +25,9 @@ help: ## Display this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: controller-gen ## Generate CRDs and the ClusterRole from the markers.
+manifests: controller-gen ## Generate CRDs and the ClusterRole from the markers (and the kubectl plugin's embedded copy of the CRDs).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+	cp config/crd/bases/*.yaml cmd/kubectl-envoymesh/crds/
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
@@ -47,16 +48,15 @@ test: manifests generate fmt vet envtest-assets ## Run unit and envtest suites (
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when generated or unformatted files differ from what is committed.
 	@if [ -n "$$(gofmt -l $$(git ls-files '*.go'))" ]; then echo "not gofmt'ed:"; gofmt -l $$(git ls-files '*.go'); exit 1; fi
-	@if [ -n "$$(git status --porcelain -- api config bundle)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config bundle cmd/kubectl-envoymesh/crds)" ]; then \
 		echo "generated files are stale: run 'make manifests generate' (and 'make bundle') and commit:"; \
-		git status --porcelain -- api config bundle; git --no-pager diff --stat -- api config bundle; exit 1; fi
+		git status --porcelain -- api config bundle cmd/kubectl-envoymesh/crds; git --no-pager diff --stat -- api config bundle cmd/kubectl-envoymesh/crds; exit 1; fi
 
 ##@ Build
 
 .PHONY: build
 build: manifests generate fmt vet ## Build manager binary and the kubectl plugin bin/kubectl-envoymesh.
 	go build -o bin/manager .
-	cp config/crd/bases/*.yaml cmd/kubectl-envoymesh/crds/
 	go build -o bin/kubectl-envoymesh ./cmd/kubectl-envoymesh
 
 .PHONY: run

@@ -88,6 +88,9 @@ func main() {
 			PprofBindAddress:       pprofAddr,
 			LeaderElection:         enableLeaderElection,
 			LeaderElectionID:       "envoymesh-operator.mesh.envoymesh.io",
+			// In a pod controller-runtime finds its namespace itself; outside the
+			// cluster (make demo, make run) the Lease goes where POD_NAMESPACE says.
+			LeaderElectionNamespace: os.Getenv("POD_NAMESPACE"),
 		},
 		Namespaces:              namespaceList(watchNamespaces),
 		EnvoyImage:              envoyImage,

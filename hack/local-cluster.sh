@@ -36,6 +36,10 @@ HEALTH_ADDRESS=${HEALTH_ADDRESS:-0}
 PROBE_INTERVAL=${PROBE_INTERVAL:-2s}
 DEMO_NAMESPACE=${DEMO_NAMESPACE:-envoymesh-demo}
 OPERATOR_NAMESPACE=${OPERATOR_NAMESPACE:-envoymesh-system}
+# The demo elects a leader as an installed operator does (kubectl envoymesh check
+# reads the Lease); the e2e suite turns it off so a killed operator's successor
+# need not wait out the Lease.
+LEADER_ELECT=${LEADER_ELECT:-true}
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-300s}
 
 KUBECONFIG_PATH=$STATE_DIR/kubeconfig
@@ -146,7 +150,7 @@ stop() {
 start_operator() {
   start manager env KUBECONFIG="$KUBECONFIG_PATH" POD_NAMESPACE="$OPERATOR_NAMESPACE" "$ROOT/bin/manager" \
     --metrics-bind-address="$METRICS_ADDRESS" --health-probe-bind-address="$HEALTH_ADDRESS" \
-    --probe-interval="$PROBE_INTERVAL" --leader-elect=false
+    --probe-interval="$PROBE_INTERVAL" --leader-elect="$LEADER_ELECT"
 }
 
 start_double() {

@@ -18,10 +18,11 @@ cluster-binaries: ## Build the local cluster's binaries, the manager and the sid
 		K8S_VERSION=$(K8S_VERSION) K8S_STAGING_VERSION=$(K8S_STAGING_VERSION) ETCD_VERSION=$(ETCD_VERSION) \
 		hack/build-k8s-binaries.sh $(CLUSTER_BIN) $$b; done
 	@[ -x $(CLUSTER_BIN)/kwok -a -x $(CLUSTER_BIN)/kwokctl ] || KWOK_VERSION=$(KWOK_VERSION) hack/build-kwok.sh $(CLUSTER_BIN)
-	@echo ">> building bin/manager, bin/sidecardouble and bin/kubeletdouble"
+	@echo ">> building bin/manager, bin/sidecardouble, bin/kubeletdouble and bin/kubectl-envoymesh"
 	go build -o bin/manager .
 	go build -o bin/sidecardouble ./test/sidecardouble
 	go build -o bin/kubeletdouble ./test/kubeletdouble
+	go build -o bin/kubectl-envoymesh ./cmd/kubectl-envoymesh
 
 .PHONY: demo
 demo: cluster-binaries ## Start a local kwok cluster running the operator and the seed mesh; leaves it running (see `make demo-down`).

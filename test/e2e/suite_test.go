@@ -60,6 +60,7 @@ func cluster(args ...string) {
 		"POD_CIDR="+podCIDR,
 		"DOUBLE_CONTROL_ADDRESS="+doubleControl,
 		"PROBE_INTERVAL="+probeInterval,
+		"LEADER_ELECT=false",
 	)
 	cmd.Stdout, cmd.Stderr = GinkgoWriter, GinkgoWriter
 	Expect(cmd.Run()).To(Succeed(), "hack/local-cluster.sh %v", args)

@@ -173,6 +173,23 @@ var _ = Describe("check", Ordered, func() {
 	})
 })
 
+var _ = Describe("check, with the operator running outside the cluster", func() {
+	It("warns, not fails, when there is no Deployment but a live leader (make demo, make run)", func() {
+		local := "local-operator"
+		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: local}})).To(Succeed())
+		now := time.Now()
+		Expect(k8sClient.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Namespace: local, Name: LeaderElectionID},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("laptop_1234"), LeaseDurationSeconds: ptr.To[int32](15),
+				RenewTime: ptr.To(metav1.NewMicroTime(now.Add(-2 * time.Second)))},
+		})).To(Succeed())
+		out, _ := runAt(now, "check", "--operator-namespace", local)
+		Expect(lines(out)).To(ContainElement(
+			"WARN operator/deployment no Deployment envoymesh-controller-manager in namespace local-operator, but a live leader renews the Lease: the operator runs outside the cluster nothing to do for a local run; in a cluster: install it: kubectl apply -k config/default (or `make deploy`, or through OLM); pass --operator-namespace/--operator-deployment if it runs elsewhere"))
+		Expect(lines(out)).To(ContainElement(HavePrefix("OK operator/leader")))
+	})
+})
+
 // podCertificateRequest is what the kubelet files for a pod (which it creates)
 // of signer mesh.envoymesh.io/identity.
 func podCertificateRequest(ns, podName string) *certificatesv1.PodCertificateRequest {
