@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -277,6 +278,8 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 			return objects.GatewayConfigMap(mesh, files)
 		}),
 		owned(objects.GatewayService(mesh), &corev1.Service{}),
+		// Before the pods: they are never reachable beyond the listener and status port.
+		owned(objects.GatewayNetworkPolicy(mesh), &networkingv1.NetworkPolicy{}),
 		owned(objects.GatewayDeployment(mesh, sidecar, cfg.BootstrapVersion), &appsv1.Deployment{}),
 	})
 	var notOwned *errNotOwned
@@ -359,6 +362,7 @@ func (r *ServiceMeshReconciler) deleteGateway(ctx context.Context, mesh *meshv1a
 	for _, obj := range []client.Object{
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: mesh.Namespace, Name: objects.GatewayName(mesh)}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: mesh.Namespace, Name: objects.GatewayName(mesh)}},
+		&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: mesh.Namespace, Name: objects.GatewayNetworkPolicyName(mesh)}},
 		&metav1.PartialObjectMetadata{TypeMeta: configMapMeta().TypeMeta,
 			ObjectMeta: metav1.ObjectMeta{Namespace: mesh.Namespace, Name: objects.GatewayConfigMapName(mesh)}},
 	} {
@@ -430,12 +434,14 @@ func (r *ServiceMeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.ServiceAccount{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata).
 		// A foreign object blocking one of the gateway's names may go away at any
 		// time; its deletion is what lets the blocked mesh converge.
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(gatewayOf(sameName)), builder.WithPredicates(deletedOnly)).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(gatewayOf(sameName)), builder.WithPredicates(deletedOnly)).
 		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(gatewayOf(sameName)), builder.WithPredicates(deletedOnly)).
+		Watches(&networkingv1.NetworkPolicy{}, handler.EnqueueRequestsFromMapFunc(gatewayOf(sameName)), builder.WithPredicates(deletedOnly)).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(gatewayOf(configMapOf)), builder.OnlyMetadata, builder.WithPredicates(deletedOnly)).
 		// Members' readiness and routed services' ports feed the mesh's status and gateway.
 		Watches(&meshv1alpha1.MeshService{}, handler.EnqueueRequestsFromMapFunc(r.meshesOf))

@@ -33,15 +33,28 @@ type Sidecar struct {
 	Concurrency *int32
 }
 
-// DefaultSidecar is the operator's default, given the image from its flag.
+// DefaultSidecar is the operator's default, given the image from its flag. It
+// requests 50m CPU, 64Mi memory and 64Mi ephemeral storage, and limits memory to
+// 256Mi and ephemeral storage to 256Mi: Envoy's memory grows with its config and
+// connections, and its root filesystem is read-only, so what counts against
+// ephemeral storage is mostly its stdout log. There is no CPU limit: a throttled
+// proxy adds latency to every request of the app. A sidecar.resources setting
+// replaces all of it (requests and limits), as before.
 func DefaultSidecar(image string) Sidecar {
 	return Sidecar{
 		Image:    image,
 		LogLevel: "info",
-		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
-			corev1.ResourceCPU:    resource.MustParse("50m"),
-			corev1.ResourceMemory: resource.MustParse("64Mi"),
-		}},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{
+				corev1.ResourceCPU:              resource.MustParse("50m"),
+				corev1.ResourceMemory:           resource.MustParse("64Mi"),
+				corev1.ResourceEphemeralStorage: resource.MustParse("64Mi"),
+			},
+			Limits: corev1.ResourceList{
+				corev1.ResourceMemory:           resource.MustParse("256Mi"),
+				corev1.ResourceEphemeralStorage: resource.MustParse("256Mi"),
+			},
+		},
 	}
 }
 

@@ -40,6 +40,7 @@ func TestGatewayObjectsOwnedByServiceMesh(t *testing.T) {
 		{GatewayConfigMap(mesh, cfg), "edge-gateway-envoy"},
 		{GatewayService(mesh), "edge-gateway"},
 		{GatewayDeployment(mesh, DefaultSidecar("envoy:1"), "h1"), "edge-gateway"},
+		{GatewayNetworkPolicy(mesh), "edge-gateway"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -275,5 +276,32 @@ func TestGatewayDeploymentRollsOnlyOnBootstrapChange(t *testing.T) {
 	changed.Spec.Defaults = &meshv1alpha1.TrafficPolicy{LoadBalancer: meshv1alpha1.LoadBalancerRandom}
 	if d := cmp.Diff(ref.Spec.Template, GatewayDeployment(changed, sc, "h1").Spec.Template); d != "" {
 		t.Errorf("routes, replicas, port or traffic changed the pod template (-want +got):\n%s", d)
+	}
+}
+
+func TestGatewayNetworkPolicyAdmitsOnlyListenerAndStatusPort(t *testing.T) {
+	mesh := testServiceMesh()
+	np := GatewayNetworkPolicy(mesh)
+	if d := cmp.Diff(GatewaySelectorLabels(mesh), np.Spec.PodSelector.MatchLabels); d != "" {
+		t.Errorf("pod selector (-want +got):\n%s", d)
+	}
+	if !labels.SelectorFromSet(np.Spec.PodSelector.MatchLabels).Matches(labels.Set(GatewayDeployment(mesh, DefaultSidecar(""), "h").Spec.Template.Labels)) {
+		t.Error("the policy does not select the gateway's pods")
+	}
+	if len(np.Spec.PolicyTypes) != 1 || np.Spec.PolicyTypes[0] != "Ingress" {
+		t.Errorf("policy types %v, want [Ingress]", np.Spec.PolicyTypes)
+	}
+	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 0 {
+		t.Fatalf("ingress %+v: want one rule, from anywhere", np.Spec.Ingress)
+	}
+	var ports []int32
+	for _, p := range np.Spec.Ingress[0].Ports {
+		if p.Protocol == nil || *p.Protocol != corev1.ProtocolTCP {
+			t.Errorf("port %+v, want TCP", p)
+		}
+		ports = append(ports, p.Port.IntVal)
+	}
+	if d := cmp.Diff([]int32{envoyconfig.GatewayListenPort, 15021}, ports); d != "" {
+		t.Errorf("ports (-want +got):\n%s", d)
 	}
 }

@@ -31,3 +31,28 @@ func NetworkPolicy(ms *meshv1alpha1.MeshService) *networkingv1.NetworkPolicy {
 		},
 	}
 }
+
+// GatewayNetworkPolicyName is the name of the NetworkPolicy selecting a mesh's gateway pods.
+func GatewayNetworkPolicyName(mesh *meshv1alpha1.ServiceMesh) string { return GatewayName(mesh) }
+
+// GatewayNetworkPolicy admits ingress to a mesh's gateway pods only at Envoy's
+// listener (envoyconfig.GatewayListenPort, the Service's target port) and its
+// status port (envoyconfig.StatusPort: readiness and metrics). The admin port
+// listens on loopback and needs no rule. Written whenever the gateway is.
+func GatewayNetworkPolicy(mesh *meshv1alpha1.ServiceMesh) *networkingv1.NetworkPolicy {
+	tcp := corev1.ProtocolTCP
+	port := func(p int32) networkingv1.NetworkPolicyPort {
+		return networkingv1.NetworkPolicyPort{Protocol: &tcp, Port: &intstr.IntOrString{Type: intstr.Int, IntVal: p}}
+	}
+	return &networkingv1.NetworkPolicy{
+		TypeMeta:   typeMeta("networking.k8s.io/v1", "NetworkPolicy"),
+		ObjectMeta: gatewayMeta(mesh, GatewayNetworkPolicyName(mesh)),
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: GatewaySelectorLabels(mesh)},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				Ports: []networkingv1.NetworkPolicyPort{port(envoyconfig.GatewayListenPort), port(envoyconfig.StatusPort)},
+			}},
+		},
+	}
+}

@@ -224,3 +224,33 @@ func hasPort(ports []corev1.ContainerPort, p int32) bool {
 	}
 	return false
 }
+
+// kube-score (make lint-manifests) fails a container without memory and
+// ephemeral-storage limits or without an ephemeral-storage request.
+func TestDefaultSidecarHasLimitsButNoCPULimit(t *testing.T) {
+	r := DefaultSidecar("").Resources
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage} {
+		if _, ok := r.Requests[name]; !ok {
+			t.Errorf("no %s request in %v", name, r.Requests)
+		}
+	}
+	for _, name := range []corev1.ResourceName{corev1.ResourceMemory, corev1.ResourceEphemeralStorage} {
+		lim, ok := r.Limits[name]
+		if !ok {
+			t.Errorf("no %s limit in %v", name, r.Limits)
+			continue
+		}
+		if req := r.Requests[name]; lim.Cmp(req) < 0 {
+			t.Errorf("%s limit %s below its request %s", name, lim.String(), req.String())
+		}
+	}
+	if _, ok := r.Limits[corev1.ResourceCPU]; ok {
+		t.Errorf("CPU limit %v: a throttled proxy slows every request", r.Limits)
+	}
+	// sidecar.resources replaces the defaults whole, limits included.
+	own := corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}
+	got := ResolveSidecar(DefaultSidecar(""), &meshv1alpha1.SidecarSettings{Resources: &own}).Resources
+	if d := cmp.Diff(own, got); d != "" {
+		t.Errorf("overridden resources (-want +got):\n%s", d)
+	}
+}
