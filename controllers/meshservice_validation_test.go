@@ -18,6 +18,7 @@ var _ = Describe("MeshService validation", func() {
 	BeforeEach(func() { ns = newNamespace() })
 
 	dur := func(s string) *meshv1alpha1.Duration { d := meshv1alpha1.Duration(s); return &d }
+	tmo := func(s string) *meshv1alpha1.RequestTimeout { d := meshv1alpha1.RequestTimeout(s); return &d }
 	up := func(name string, port int32) meshv1alpha1.Upstream {
 		return meshv1alpha1.Upstream{Name: name, LocalPort: port}
 	}
@@ -86,12 +87,19 @@ var _ = Describe("MeshService validation", func() {
 		Entry("connectTimeout without a unit", func(ms *meshv1alpha1.MeshService) {
 			ms.Spec.Traffic = &meshv1alpha1.TrafficPolicy{ConnectTimeout: dur("250")}
 		}, "spec.traffic.connectTimeout", "should match"),
-		Entry("zero timeout", func(ms *meshv1alpha1.MeshService) {
-			ms.Spec.Traffic = &meshv1alpha1.TrafficPolicy{Timeout: dur("0s")}
-		}, "spec.traffic.timeout", "positive duration"),
+		Entry("zero retries.perTryTimeout (only traffic.timeout may be 0s)", func(ms *meshv1alpha1.MeshService) {
+			ms.Spec.Traffic = &meshv1alpha1.TrafficPolicy{Retries: &meshv1alpha1.RetryPolicy{Attempts: ptr.To[int32](1), PerTryTimeout: dur("0s")}}
+		}, "spec.traffic.retries.perTryTimeout", "positive duration"),
+		Entry("negative timeout", func(ms *meshv1alpha1.MeshService) {
+			ms.Spec.Traffic = &meshv1alpha1.TrafficPolicy{Timeout: tmo("-1s")}
+		}, "spec.traffic.timeout", "should match"),
 		Entry("overflowing duration", func(ms *meshv1alpha1.MeshService) {
-			ms.Spec.Traffic = &meshv1alpha1.TrafficPolicy{Timeout: dur("9999999999999h")}
+			ms.Spec.Traffic = &meshv1alpha1.TrafficPolicy{Timeout: tmo("9999999999999h")}
 		}, "spec.traffic.timeout", ""),
+		Entry("the name of its mesh's gateway", func(ms *meshv1alpha1.MeshService) { ms.Name = "default-gateway" },
+			"metadata.name", "must not be spec.mesh + '-gateway'"),
+		Entry("the name of its named mesh's gateway", func(ms *meshv1alpha1.MeshService) { ms.Name, ms.Spec.Mesh = "shop-gateway", "shop" },
+			"metadata.name", "belongs to the mesh's gateway objects"),
 		Entry("malformed retries.perTryTimeout", func(ms *meshv1alpha1.MeshService) {
 			ms.Spec.Traffic = &meshv1alpha1.TrafficPolicy{Retries: &meshv1alpha1.RetryPolicy{PerTryTimeout: dur("1d")}}
 		}, "spec.traffic.retries.perTryTimeout", "should match"),
@@ -121,6 +129,24 @@ var _ = Describe("MeshService validation", func() {
 			ms.Spec.Sidecar = &meshv1alpha1.SidecarSettings{LogLevel: "loud"}
 		}, "spec.sidecar.logLevel", "supported values"),
 	)
+
+	It("accepts traffic.timeout 0s (no timeout) and another mesh's gateway name", func() {
+		ms := meshService(ns, "default-gateway", 8080, 15006)
+		ms.Spec.Mesh = "shop"
+		ms.Spec.Traffic = &meshv1alpha1.TrafficPolicy{Timeout: tmo("0s")}
+		Expect(k8sClient.Create(ctx, ms)).To(Succeed())
+		Expect(*getMeshService(ns, "default-gateway").Spec.Traffic.Timeout).To(BeEquivalentTo("0s"))
+	})
+
+	It("rejects moving a MeshService into the mesh whose gateway has its name", func() {
+		ms := meshService(ns, "shop-gateway", 8080, 15006)
+		Expect(k8sClient.Create(ctx, ms)).To(Succeed())
+		ms = getMeshService(ns, "shop-gateway")
+		ms.Spec.Mesh = "shop"
+		err := k8sClient.Update(ctx, ms)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
+		Expect(err.Error()).To(ContainSubstring("must not be spec.mesh + '-gateway'"))
+	})
 
 	It("rejects an update that breaks a rule", func() {
 		ms := meshService(ns, "upd", 8080, 15006)

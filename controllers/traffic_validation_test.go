@@ -20,6 +20,7 @@ var _ = Describe("TrafficPolicy validation", func() {
 	BeforeEach(func() { ns = newNamespace() })
 
 	dur := func(s string) *meshv1alpha1.Duration { d := meshv1alpha1.Duration(s); return &d }
+	tmo := func(s string) *meshv1alpha1.RequestTimeout { d := meshv1alpha1.RequestTimeout(s); return &d }
 	sticky := func(lb meshv1alpha1.LoadBalancer) *meshv1alpha1.TrafficPolicy {
 		return &meshv1alpha1.TrafficPolicy{LoadBalancer: lb, HashOn: &meshv1alpha1.HashOn{Header: "x-user-id"}}
 	}
@@ -53,7 +54,11 @@ var _ = Describe("TrafficPolicy validation", func() {
 			HealthCheck:      &meshv1alpha1.HealthCheck{Interval: dur("5s"), Timeout: dur("1s")},
 		})),
 		Entry("HTTP-only settings on an HTTP service", traffic(&meshv1alpha1.TrafficPolicy{
-			Timeout: dur("1s"), HealthCheck: &meshv1alpha1.HealthCheck{Path: "/healthz"}})),
+			Timeout: tmo("1s"), HealthCheck: &meshv1alpha1.HealthCheck{Path: "/healthz"}})),
+		Entry("timeout 0s, no timeout, on a GRPC service", func(ms *meshv1alpha1.MeshService) {
+			ms.Spec.Protocol = meshv1alpha1.ProtocolGRPC
+			ms.Spec.Traffic = &meshv1alpha1.TrafficPolicy{Timeout: tmo("0s")}
+		}),
 	)
 
 	DescribeTable("rejects",
@@ -94,7 +99,7 @@ var _ = Describe("TrafficPolicy validation", func() {
 		Entry("hashOn with an over-long header", traffic(&meshv1alpha1.TrafficPolicy{
 			LoadBalancer: meshv1alpha1.LoadBalancerRingHash, HashOn: &meshv1alpha1.HashOn{Header: strings.Repeat("x", 257)}}),
 			"spec.traffic.hashOn.header", "Too long"),
-		Entry("timeout on a TCP service", tcp(&meshv1alpha1.TrafficPolicy{Timeout: dur("1s")}),
+		Entry("timeout on a TCP service", tcp(&meshv1alpha1.TrafficPolicy{Timeout: tmo("1s")}),
 			"spec.traffic.timeout", "spec.protocol is TCP"),
 		Entry("retries on a TCP service", tcp(&meshv1alpha1.TrafficPolicy{Retries: &meshv1alpha1.RetryPolicy{Attempts: ptr.To[int32](1)}}),
 			"spec.traffic.retries", "spec.protocol is TCP"),
@@ -146,12 +151,68 @@ var _ = Describe("TrafficPolicy validation", func() {
 		db.Spec.Protocol = meshv1alpha1.ProtocolTCP
 		Expect(k8sClient.Create(ctx, db)).To(Succeed())
 		Expect(k8sClient.Create(ctx, meshService(ns, "web", 8080, 15006,
-			meshv1alpha1.Upstream{Name: "db", LocalPort: 9001, Traffic: &meshv1alpha1.TrafficPolicy{Timeout: dur("2s")}}))).To(Succeed())
+			meshv1alpha1.Upstream{Name: "db", LocalPort: 9001, Traffic: &meshv1alpha1.TrafficPolicy{Timeout: tmo("2s")}}))).To(Succeed())
 
 		Eventually(conditionOf(ns, "web", meshv1alpha1.ConditionReady), 20*time.Second).Should(Equal("False/InvalidConfig"))
 		msg := condition(getMeshService(ns, "web"), meshv1alpha1.ConditionReady).Message
 		Expect(msg).To(ContainSubstring("spec.upstreams[0].traffic.timeout"))
 		Expect(msg).To(ContainSubstring("TCP"))
 		Eventually(eventReasons(ns, "web")).Should(ContainElement("Warning/InvalidConfig"))
+	})
+})
+
+// The gateway route rules Envoy would otherwise refuse or misroute, proven
+// against the real API server on a ServiceMesh.
+var _ = Describe("Gateway route validation", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	withRoutes := func(routes ...meshv1alpha1.GatewayRoute) *meshv1alpha1.ServiceMesh {
+		mesh := seedServiceMesh(ns)
+		mesh.Spec.Gateway.Routes = routes
+		return mesh
+	}
+
+	It("accepts hosts, and one prefix on several hosts", func() {
+		Expect(k8sClient.Create(ctx, withRoutes(
+			meshv1alpha1.GatewayRoute{Prefix: "/api", Service: "a"},
+			meshv1alpha1.GatewayRoute{Prefix: "/api", Host: "api.example.com", Service: "a"},
+			meshv1alpha1.GatewayRoute{Prefix: "/api", Host: "*.example.com:8443", Service: "a"},
+			meshv1alpha1.GatewayRoute{Prefix: "/static/", Host: "cdn-1.example.com", Service: "a"},
+		))).To(Succeed())
+	})
+
+	DescribeTable("rejects",
+		func(route meshv1alpha1.GatewayRoute, field, message string) {
+			err := k8sClient.Create(ctx, withRoutes(route))
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
+			Expect(err.Error()).To(ContainSubstring(field))
+			Expect(err.Error()).To(ContainSubstring(message))
+		},
+		Entry("a prefix with a query", meshv1alpha1.GatewayRoute{Prefix: "/api?v=2", Service: "a"},
+			"spec.gateway.routes[0].prefix", "spec.gateway.routes[].prefix must not contain ? or #"),
+		Entry("a prefix with a fragment", meshv1alpha1.GatewayRoute{Prefix: "/docs#top", Service: "a"},
+			"spec.gateway.routes[0].prefix", "spec.gateway.routes[].prefix must not contain ? or #"),
+		Entry("a bare * host", meshv1alpha1.GatewayRoute{Prefix: "/", Host: "*", Service: "a"},
+			"spec.gateway.routes[0].host", "spec.gateway.routes[].host must be a lowercase host name"),
+		Entry("an inner wildcard", meshv1alpha1.GatewayRoute{Prefix: "/", Host: "api.*.com", Service: "a"},
+			"spec.gateway.routes[0].host", "spec.gateway.routes[].host must be a lowercase host name"),
+		Entry("a suffix wildcard", meshv1alpha1.GatewayRoute{Prefix: "/", Host: "api.*", Service: "a"},
+			"spec.gateway.routes[0].host", "spec.gateway.routes[].host must be a lowercase host name"),
+		Entry("an uppercase host", meshv1alpha1.GatewayRoute{Prefix: "/", Host: "API.example.com", Service: "a"},
+			"spec.gateway.routes[0].host", "spec.gateway.routes[].host must be a lowercase host name"),
+		Entry("a host with a scheme", meshv1alpha1.GatewayRoute{Prefix: "/", Host: "https://example.com", Service: "a"},
+			"spec.gateway.routes[0].host", "spec.gateway.routes[].host must be a lowercase host name"),
+		Entry("a host with a path", meshv1alpha1.GatewayRoute{Prefix: "/", Host: "example.com/api", Service: "a"},
+			"spec.gateway.routes[0].host", "spec.gateway.routes[].host must be a lowercase host name"),
+	)
+
+	It("rejects one prefix twice on the same host", func() {
+		err := k8sClient.Create(ctx, withRoutes(
+			meshv1alpha1.GatewayRoute{Prefix: "/api", Host: "api.example.com", Service: "a"},
+			meshv1alpha1.GatewayRoute{Prefix: "/api", Host: "api.example.com", Service: "b"},
+		))
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
+		Expect(err.Error()).To(ContainSubstring("spec.gateway.routes[].prefix must be unique per spec.gateway.routes[].host"))
 	})
 })

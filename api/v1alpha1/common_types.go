@@ -47,10 +47,22 @@ type Duration string
 // Parse returns the duration; the API server has already validated it.
 func (d Duration) Parse() (time.Duration, error) { return time.ParseDuration(string(d)) }
 
+// RequestTimeout is a Duration that may also be zero: "0s" turns the request
+// timeout off (Envoy's route timeout 0), explicitly, where an unset timeout
+// falls through to the next layer and then to the built-in default.
+// +kubebuilder:validation:MaxLength=32
+// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="must be a duration such as 5s, or 0s for no timeout"
+type RequestTimeout string
+
+// Parse returns the duration; the API server has already validated it.
+func (d RequestTimeout) Parse() (time.Duration, error) { return time.ParseDuration(string(d)) }
+
 // TrafficPolicy is how callers reach a service: the settings of the Envoy cluster
 // that a caller's sidecar builds for it. Unset fields fall through to the next layer:
 // the caller's upstreams[].traffic, the callee's spec.traffic, the mesh's defaults,
-// then the built-in defaults (RoundRobin, connectTimeout 250ms).
+// then the built-in defaults (RoundRobin, connectTimeout 250ms, and for HTTP2 and
+// GRPC services no request timeout, so long streams are not cut).
 // hashOn is checked against loadBalancer within one layer, so a layer that asks for
 // sticky routing says which consistent-hash policy it means.
 // +kubebuilder:validation:XValidation:rule="!has(self.hashOn) || (has(self.loadBalancer) && (self.loadBalancer == 'RingHash' || self.loadBalancer == 'Maglev'))",message="traffic.hashOn needs traffic.loadBalancer RingHash or Maglev in the same policy: other load balancers ignore the hash",fieldPath=".hashOn"
@@ -68,9 +80,11 @@ type TrafficPolicy struct {
 	// +optional
 	ConnectTimeout *Duration `json:"connectTimeout,omitempty"`
 
-	// timeout bounds a whole request, retries included (HTTP protocols only).
+	// timeout bounds a whole request, retries included (HTTP protocols only);
+	// 0s means no timeout. Unset, an HTTP service gets Envoy's 15s and an HTTP2
+	// or GRPC service none (the stream idle timeout still applies).
 	// +optional
-	Timeout *Duration `json:"timeout,omitempty"`
+	Timeout *RequestTimeout `json:"timeout,omitempty"`
 
 	// retries retries failed requests (HTTP protocols only).
 	// +optional

@@ -274,6 +274,10 @@ type UpstreamStatus struct {
 // +kubebuilder:printcolumn:name="Synced",type=string,JSONPath=`.status.synced`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// The name <mesh>-gateway is the mesh gateway's: its Deployment, Service and
+// ConfigMap would collide. A MeshService that already had it under the same mesh
+// (created before this rule) stays updatable, so it can still be deleted.
+// +kubebuilder:validation:XValidation:rule="self.metadata.name != (has(self.spec) && has(self.spec.mesh) ? self.spec.mesh : 'default') + '-gateway' || (oldSelf.hasValue() && (has(oldSelf.value().spec) && has(oldSelf.value().spec.mesh) ? oldSelf.value().spec.mesh : 'default') == (has(self.spec) && has(self.spec.mesh) ? self.spec.mesh : 'default'))",message="metadata.name must not be spec.mesh + '-gateway': that name belongs to the mesh's gateway objects; rename the MeshService",optionalOldSelf=true
 type MeshService struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

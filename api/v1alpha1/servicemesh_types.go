@@ -190,9 +190,11 @@ type Gateway struct {
 	// +optional
 	ServiceType corev1.ServiceType `json:"serviceType,omitempty"`
 
-	// routes send requests by path prefix to MeshServices; the longest prefix wins.
+	// routes send requests by host and path prefix to MeshServices: a request
+	// takes the routes of the most specific host it matches (routes without a
+	// host serve any other host), and among them the longest prefix wins.
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:XValidation:rule="self.all(r, self.filter(s, s.prefix == r.prefix).size() == 1)",message="spec.gateway.routes[].prefix must be unique"
+	// +kubebuilder:validation:XValidation:rule="self.all(r, self.filter(s, s.prefix == r.prefix && (has(s.host) ? s.host : '') == (has(r.host) ? r.host : '')).size() == 1)",message="spec.gateway.routes[].prefix must be unique per spec.gateway.routes[].host"
 	// +listType=atomic
 	// +optional
 	Routes []GatewayRoute `json:"routes,omitempty"`
@@ -200,11 +202,23 @@ type Gateway struct {
 
 // GatewayRoute sends requests whose path starts with prefix to a MeshService.
 type GatewayRoute struct {
-	// prefix of the request path, starting with "/".
+	// prefix of the request path, starting with "/". It matches whole path
+	// segments: /api matches /api and /api/v1 but not /apiv2. A prefix ending
+	// in "/" matches only below it (/api/ does not match /api).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="spec.gateway.routes[].prefix must start with /"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('#')",message="spec.gateway.routes[].prefix must not contain ? or #: it matches the path only, not the query or fragment"
 	Prefix string `json:"prefix"`
+
+	// host the route serves, matched against the request's Host header: an
+	// exact name such as api.example.com or a wildcard such as *.example.com,
+	// optionally with :port. Unset, the route serves any host that no route
+	// names.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([*][.])?[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?$')",message="spec.gateway.routes[].host must be a lowercase host name such as api.example.com or a wildcard such as *.example.com, optionally with :port"
+	// +optional
+	Host string `json:"host,omitempty"`
 
 	// service is the name of the target MeshService.
 	// +kubebuilder:validation:MaxLength=63

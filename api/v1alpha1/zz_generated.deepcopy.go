@@ -742,7 +742,7 @@ func (in *TrafficPolicy) DeepCopyInto(out *TrafficPolicy) {
 	}
 	if in.Timeout != nil {
 		in, out := &in.Timeout, &out.Timeout
-		*out = new(Duration)
+		*out = new(RequestTimeout)
 		**out = **in
 	}
 	if in.Retries != nil {

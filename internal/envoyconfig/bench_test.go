@@ -18,7 +18,7 @@ func BenchmarkBuildSidecar(b *testing.B) {
 			svc.Upstreams = append(svc.Upstreams, Upstream{
 				Name: fmt.Sprintf("svc-%d", i), Namespace: "ns", LocalPort: int32(20000 + i),
 				Target: &Target{ServicePort: 15006, Protocol: v1alpha1.ProtocolHTTP, Traffic: MergeTraffic(&v1alpha1.TrafficPolicy{
-					Timeout: dur("5s"),
+					Timeout: tmo("5s"),
 					Retries: &v1alpha1.RetryPolicy{Attempts: i32(2)},
 				})},
 			})

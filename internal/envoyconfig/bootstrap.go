@@ -10,6 +10,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -115,7 +116,12 @@ func statusListener() (*listenerv3.Listener, error) {
 		Match:  matchAll(),
 		Action: directResponse(404, "envoymesh: not found; the status port serves only GET /ready, /server_info, /stats, /stats/prometheus, /clusters and /certs\n"),
 	})
-	hcm, err := httpConnectionManager(statusListenerName, routeConfig(statusListenerName, routes), nil)
+	// Not httpConnectionManager: the status port proxies no application
+	// traffic, so it takes no WebSocket upgrades.
+	hcm, err := httpConnectionManagerFilter(&hcmv3.HttpConnectionManager{
+		StatPrefix:     statusListenerName,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(statusListenerName, routes)},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", statusListenerName, err)
 	}

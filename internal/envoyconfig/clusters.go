@@ -83,7 +83,7 @@ func upstreamCluster(u Upstream, clusterDomain string) (*clusterv3.Cluster, erro
 func upstreamClusterSpec(name string, u Upstream, clusterDomain string) (*clusterv3.Cluster, error) {
 	// A Target built by hand may lack the built-in defaults MergeTraffic applies.
 	tp := u.Target.Traffic
-	applyTrafficDefaults(&tp)
+	applyTrafficDefaults(&tp, u.Target.Protocol)
 	host := fmt.Sprintf("%s.%s.svc.%s", u.Name, u.Namespace, clusterDomain)
 	// The DNS settings use the cluster's own fields, deprecated in favour of the
 	// DnsCluster extension, because only recent Envoy releases have that extension

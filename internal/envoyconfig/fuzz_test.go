@@ -270,7 +270,7 @@ func (in *fuzzInput) traffic(httpOnly bool) *v1alpha1.TrafficPolicy {
 		ConnectTimeout: in.optDuration(),
 	}
 	if httpOnly {
-		tp.Timeout = in.optDuration()
+		tp.Timeout = (*v1alpha1.RequestTimeout)(in.optDuration())
 		if isHashLB(tp.LoadBalancer) && in.bool() {
 			tp.HashOn = &v1alpha1.HashOn{Header: in.text(headerToken, 32)}
 		}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -45,7 +46,10 @@ type Gateway struct {
 
 // GatewayRoute is one resolved route of the gateway.
 type GatewayRoute struct {
-	Prefix          string
+	Prefix string
+	// Host, when set, is the Host header the route serves (exact, or "*."
+	// wildcard, optional ":port"); routes without one serve any other host.
+	Host            string
 	Name, Namespace string  // the target MeshService, Namespace already defaulted to the mesh's
 	Target          *Target // nil when the MeshService does not exist: the route answers 503; its Peer makes the cluster mTLS
 	// NotAllowed is set when the target, in another namespace, does not consent
@@ -64,7 +68,7 @@ func GatewayFor(mesh *v1alpha1.ServiceMesh, found map[types.NamespacedName]*v1al
 		return gw
 	}
 	for _, r := range mesh.Spec.Gateway.Routes {
-		route := GatewayRoute{Prefix: r.Prefix, Name: r.Service, Namespace: r.Namespace}
+		route := GatewayRoute{Prefix: r.Prefix, Host: r.Host, Name: r.Service, Namespace: r.Namespace}
 		if route.Namespace == "" {
 			route.Namespace = mesh.Namespace
 		}
@@ -81,9 +85,11 @@ func GatewayFor(mesh *v1alpha1.ServiceMesh, found map[types.NamespacedName]*v1al
 }
 
 // BuildGateway builds and validates the gateway's config: the same bootstrap as a
-// sidecar's, one listener on 0.0.0.0:ListenPort that routes by path prefix,
-// longest first, and one cluster per target MeshService. The same inputs always
-// give the same Resources and Version, whatever the order of gw.Routes.
+// sidecar's, one listener on 0.0.0.0:ListenPort that routes by host (a virtual
+// host per distinct route host, and "*" for routes without one) and then by
+// path prefix, whole segments, longest first, and one cluster per target
+// MeshService. The same inputs always give the same Resources and Version,
+// whatever the order of gw.Routes.
 func BuildGateway(gw Gateway, opts Options) (*Resources, error) {
 	if err := checkGateway(gw); err != nil {
 		return nil, err
@@ -91,7 +97,7 @@ func BuildGateway(gw Gateway, opts Options) (*Resources, error) {
 	opts = opts.withDefaults()
 	routes := slices.Clone(gw.Routes)
 	slices.SortFunc(routes, func(a, b GatewayRoute) int {
-		return cmp.Or(cmp.Compare(len(b.Prefix), len(a.Prefix)), strings.Compare(a.Prefix, b.Prefix))
+		return cmp.Or(strings.Compare(a.Host, b.Host), cmp.Compare(len(b.Prefix), len(a.Prefix)), strings.Compare(a.Prefix, b.Prefix))
 	})
 
 	name := gw.Name + "-gateway"
@@ -100,37 +106,50 @@ func BuildGateway(gw Gateway, opts Options) (*Resources, error) {
 		return nil, err
 	}
 
-	var envoyRoutes []*routev3.Route
+	byHost := map[string][]*routev3.Route{}
+	hasRoot := map[string]bool{}
 	clusters := map[string]*clusterv3.Cluster{}
 	for _, r := range routes {
 		route, c, err := gatewayRoute(r, opts.ClusterDomain)
 		if err != nil {
-			return nil, fmt.Errorf("gateway route %q: %w", r.Prefix, err)
+			return nil, fmt.Errorf("gateway route %s: %w", r.label(), err)
 		}
-		envoyRoutes = append(envoyRoutes, route)
+		byHost[r.Host] = append(byHost[r.Host], route)
+		hasRoot[r.Host] = hasRoot[r.Host] || r.Prefix == "/"
 		if c == nil {
 			continue
 		}
 		// Routes to one MeshService share its cluster, so they must agree on it.
 		if prev, ok := clusters[c.Name]; ok && !proto.Equal(prev, c) {
-			return nil, fmt.Errorf("gateway route %q: MeshService %s/%s has a different target on another route", r.Prefix, r.Namespace, r.Name)
+			return nil, fmt.Errorf("gateway route %s: MeshService %s/%s has a different target on another route", r.label(), r.Namespace, r.Name)
 		}
 		clusters[c.Name] = c
 	}
-	// Without a "/" route, a request that matches no prefix gets a 404 that says
-	// why, rather than Envoy's empty one.
-	if !slices.ContainsFunc(routes, func(r GatewayRoute) bool { return r.Prefix == "/" }) {
-		envoyRoutes = append(envoyRoutes, &routev3.Route{
-			Match:  matchAll(),
-			Action: directResponse(404, "envoymesh: no gateway route matches this path\n"),
-		})
+	// Named hosts in order, then "*" (always there, so any host gets an answer).
+	// Envoy picks the virtual host by domain specificity, not by this order.
+	var vhosts []*routev3.VirtualHost
+	for _, host := range append(slices.DeleteFunc(slices.Sorted(maps.Keys(byHost)), func(h string) bool { return h == "" }), "") {
+		vh := &routev3.VirtualHost{Name: gatewayListenerName, Domains: []string{"*"}, Routes: byHost[host]}
+		if host != "" {
+			vh.Name, vh.Domains = gatewayListenerName+"_"+host, []string{host}
+		}
+		// Without a "/" route, a request that matches no prefix gets a 404 that
+		// says why, rather than Envoy's empty one.
+		if !hasRoot[host] {
+			vh.Routes = append(vh.Routes, &routev3.Route{
+				Match:  matchAll(),
+				Action: directResponse(404, "envoymesh: no gateway route matches this path\n"),
+			})
+		}
+		vhosts = append(vhosts, vh)
 	}
 
 	tel, err := telemetryFor(gw.Observability, name)
 	if err != nil {
 		return nil, err
 	}
-	listener, err := gatewayListener(gw.ListenPort, envoyRoutes, tel)
+	rc := &routev3.RouteConfiguration{Name: gatewayListenerName, VirtualHosts: vhosts}
+	listener, err := gatewayListener(gw.ListenPort, rc, tel)
 	if err != nil {
 		return nil, err
 	}
@@ -147,9 +166,23 @@ func BuildGateway(gw Gateway, opts Options) (*Resources, error) {
 	return res.versioned()
 }
 
+// label names a route in errors: its prefix, and its host when it has one.
+func (r GatewayRoute) label() string {
+	if r.Host == "" {
+		return fmt.Sprintf("%q", r.Prefix)
+	}
+	return fmt.Sprintf("%q (host %q)", r.Prefix, r.Host)
+}
+
+// gatewayHostPattern is what a route's host may be: the CRD's CEL rule on
+// spec.gateway.routes[].host, an Envoy virtual host domain that is exact or a
+// leading "*." wildcard, with an optional port.
+var gatewayHostPattern = regexp.MustCompile(`^([*][.])?[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?$`)
+
 // checkGateway rejects what Envoy would refuse or misroute: a listen port that is
-// invalid or reserved, and a prefix that is empty, relative or repeated (the
-// second copy could never match, and route order would depend on input order).
+// invalid or reserved, a prefix that is empty, relative, holds a query or
+// fragment, or is repeated within a host (the second copy could never match, and
+// route order would depend on input order), and a host that is no domain.
 func checkGateway(gw Gateway) error {
 	if gw.Name == "" || gw.Namespace == "" {
 		return fmt.Errorf("gateway name and namespace must be set, got %q/%q", gw.Namespace, gw.Name)
@@ -163,15 +196,22 @@ func checkGateway(gw Gateway) error {
 	if err := checkObservability(gw.Observability); err != nil {
 		return err
 	}
-	prefixes := map[string]bool{}
+	type key struct{ host, prefix string }
+	seen := map[key]bool{}
 	for _, r := range gw.Routes {
 		if !strings.HasPrefix(r.Prefix, "/") {
 			return fmt.Errorf("gateway route prefix %q must start with /", r.Prefix)
 		}
-		if prefixes[r.Prefix] {
-			return fmt.Errorf("gateway route prefix %q is listed twice", r.Prefix)
+		if strings.ContainsAny(r.Prefix, "?#") {
+			return fmt.Errorf("gateway route prefix %q must not contain ? or #", r.Prefix)
 		}
-		prefixes[r.Prefix] = true
+		if r.Host != "" && !gatewayHostPattern.MatchString(r.Host) {
+			return fmt.Errorf("gateway route %s: host must be a lowercase host name or *. wildcard, optionally with :port", r.label())
+		}
+		if seen[key{r.Host, r.Prefix}] {
+			return fmt.Errorf("gateway route prefix %s is listed twice", r.label())
+		}
+		seen[key{r.Host, r.Prefix}] = true
 		if r.Name == "" || r.Namespace == "" {
 			return fmt.Errorf("gateway route %q: service name and namespace must be set, got %q/%q", r.Prefix, r.Namespace, r.Name)
 		}
@@ -193,10 +233,21 @@ func checkGateway(gw Gateway) error {
 	return nil
 }
 
+// gatewayMatch matches prefix by whole path segments: Envoy's
+// path_separated_prefix, so /api matches /api and /api/x but not /apiv2. Envoy
+// requires that prefix not end in "/"; a prefix that does ("/", "/api/")
+// already ends at a segment boundary and stays a plain prefix.
+func gatewayMatch(prefix string) *routev3.RouteMatch {
+	if strings.HasSuffix(prefix, "/") {
+		return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}}
+	}
+	return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: prefix}}
+}
+
 // gatewayRoute is the route of r and, when its target exists, the target's
 // cluster: the same STRICT_DNS cluster a sidecar uses to call that MeshService.
 func gatewayRoute(r GatewayRoute, clusterDomain string) (*routev3.Route, *clusterv3.Cluster, error) {
-	match := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: r.Prefix}}
+	match := gatewayMatch(r.Prefix)
 	if r.NotAllowed != "" {
 		body := fmt.Sprintf("envoymesh: %s\n", r.NotAllowed)
 		return &routev3.Route{Match: match, Action: directResponse(403, body)}, nil, nil
@@ -205,7 +256,7 @@ func gatewayRoute(r GatewayRoute, clusterDomain string) (*routev3.Route, *cluste
 		body := fmt.Sprintf("envoymesh: MeshService %q in namespace %q does not exist\n", r.Name, r.Namespace)
 		return &routev3.Route{Match: match, Action: directResponse(503, body)}, nil, nil
 	}
-	route, err := trafficRoute(match, UpstreamClusterName(r.Name, r.Namespace), r.Target.Traffic)
+	route, err := trafficRoute(match, UpstreamClusterName(r.Name, r.Namespace), r.Target.Protocol, r.Target.Traffic)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -220,14 +271,19 @@ func gatewayRoute(r GatewayRoute, clusterDomain string) (*routev3.Route, *cluste
 // connection's peer address for the client (use_remote_address) and generates
 // x-request-id, as the seed's front Envoy does, so requests can be traced
 // through the sidecars: an id a client sends is replaced (preserve_external_request_id
-// stays false), so ids in the mesh's logs are the gateway's. tel adds the
-// access log and the tracer; the gateway's spans are server spans.
-func gatewayListener(port int32, routes []*routev3.Route, tel *telemetry) (*listenerv3.Listener, error) {
+// stays false), so ids in the mesh's logs are the gateway's. It normalises
+// paths before routing (RFC 3986 dot segments, and repeated slashes merged),
+// so /a/../admin or //admin cannot slip past a prefix. tel adds the access log
+// and the tracer; the gateway's spans are server spans.
+func gatewayListener(port int32, rc *routev3.RouteConfiguration, tel *telemetry) (*listenerv3.Listener, error) {
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:        gatewayListenerName,
-		RouteSpecifier:    &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(gatewayListenerName, routes)},
+		RouteSpecifier:    &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
 		GenerateRequestId: wrapperspb.Bool(true),
 		UseRemoteAddress:  wrapperspb.Bool(true),
+		NormalizePath:     wrapperspb.Bool(true),
+		MergeSlashes:      true,
+		UpgradeConfigs:    websocketUpgrades(),
 	}
 	tel.http(hcm)
 	filter, err := httpConnectionManagerFilter(hcm)

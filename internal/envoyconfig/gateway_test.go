@@ -55,7 +55,7 @@ func gatewayRoutes(t *testing.T, out *Output) []*routev3.Route {
 func prefixesOf(routes []*routev3.Route) []string {
 	var out []string
 	for _, r := range routes {
-		out = append(out, r.GetMatch().GetPrefix())
+		out = append(out, r.GetMatch().GetPrefix()+r.GetMatch().GetPathSeparatedPrefix())
 	}
 	return out
 }
@@ -227,13 +227,13 @@ func TestGatewayTargetChangeHotReloads(t *testing.T) {
 func TestBuildGatewayTraffic(t *testing.T) {
 	api := meshService("shop", "api", 8081, 15006, v1alpha1.ProtocolHTTP)
 	api.Spec.Traffic = &v1alpha1.TrafficPolicy{
-		Timeout: dur("3s"),
+		Timeout: tmo("3s"),
 		Retries: &v1alpha1.RetryPolicy{Attempts: i32(2)},
 	}
 	mesh := &v1alpha1.ServiceMesh{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "edge"},
 		Spec: v1alpha1.ServiceMeshSpec{
-			Defaults: &v1alpha1.TrafficPolicy{LoadBalancer: v1alpha1.LoadBalancerLeastRequest, Timeout: dur("10s")},
+			Defaults: &v1alpha1.TrafficPolicy{LoadBalancer: v1alpha1.LoadBalancerLeastRequest, Timeout: tmo("10s")},
 			Gateway: &v1alpha1.Gateway{Routes: []v1alpha1.GatewayRoute{
 				{Prefix: "/api", Service: "api"},
 				{Prefix: "/v1/api", Service: "api"},
@@ -300,7 +300,7 @@ func TestBuildGatewayErrors(t *testing.T) {
 			`gateway route "/db": MeshService ns/db speaks TCP`},
 		{"target servicePort unset", gw(GatewayRoute{Prefix: "/a", Name: "a", Namespace: "ns", Target: &Target{}}), "servicePort 0 is not a valid port"},
 		{"bad route duration", gw(GatewayRoute{Prefix: "/a", Name: "a", Namespace: "ns", Target: &Target{
-			ServicePort: 80, Traffic: MergeTraffic(&v1alpha1.TrafficPolicy{Timeout: dur("soon")}),
+			ServicePort: 80, Traffic: MergeTraffic(&v1alpha1.TrafficPolicy{Timeout: tmo("soon")}),
 		}}), `gateway route "/a": traffic.timeout`},
 		{"bad cluster duration", gw(GatewayRoute{Prefix: "/a", Name: "a", Namespace: "ns", Target: &Target{
 			ServicePort: 80, Traffic: MergeTraffic(&v1alpha1.TrafficPolicy{ConnectTimeout: dur("-1s")}),

@@ -51,7 +51,7 @@ func featureMesh() (caller *v1alpha1.MeshService, found map[types.NamespacedName
 	payments := meshService("shop", "payments", 9000, 15006, v1alpha1.ProtocolGRPC)
 	payments.Spec.Traffic = &v1alpha1.TrafficPolicy{
 		LoadBalancer: v1alpha1.LoadBalancerLeastRequest,
-		Timeout:      dur("3s"),
+		Timeout:      tmo("3s"),
 		Retries:      &v1alpha1.RetryPolicy{Attempts: i32(2), PerTryTimeout: dur("1s"), RetryOn: "unavailable,cancelled"},
 		CircuitBreaker: &v1alpha1.CircuitBreaker{
 			MaxConnections: i32(100), MaxPendingRequests: i32(50), MaxRequests: i32(200), MaxRetries: i32(3),
@@ -137,10 +137,10 @@ func TestGoldenFilesLoad(t *testing.T) {
 		}
 		dirs = append(dirs, found...)
 	}
-	// seed/service-a,b,c, features and gateway; under security/ each mode's
-	// lds.yaml, the egress caller and the gateway; under observability/ each
-	// case's lds.yaml (and cds.yaml when it traces).
-	if want := 5 + len(securityGoldenCases) + 2 + len(observabilityGoldenCases); len(dirs) != want {
+	// seed/service-a,b,c, features, gateway and gateway-hosts; under security/
+	// each mode's lds.yaml, the egress caller and the gateway; under
+	// observability/ each case's lds.yaml (and cds.yaml when it traces).
+	if want := 6 + len(securityGoldenCases) + 2 + len(observabilityGoldenCases); len(dirs) != want {
 		t.Fatalf("found %d golden directories, want %d: %v", len(dirs), want, dirs)
 	}
 	for _, lds := range dirs {

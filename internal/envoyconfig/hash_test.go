@@ -36,7 +36,7 @@ func TestTrafficRouteHashPolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := trafficRoute(matchAll(), "out.b.ns", tc.tp)
+			r, err := trafficRoute(matchAll(), "out.b.ns", v1alpha1.ProtocolHTTP, tc.tp)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -113,7 +113,7 @@ func TestBuildSidecarTCPOverride(t *testing.T) {
 		field string
 		tp    *v1alpha1.TrafficPolicy
 	}{
-		{"timeout", &v1alpha1.TrafficPolicy{Timeout: dur("1s")}},
+		{"timeout", &v1alpha1.TrafficPolicy{Timeout: tmo("1s")}},
 		{"retries", &v1alpha1.TrafficPolicy{Retries: &v1alpha1.RetryPolicy{Attempts: i32(2)}}},
 		{"hashOn", &v1alpha1.TrafficPolicy{LoadBalancer: v1alpha1.LoadBalancerRingHash, HashOn: &v1alpha1.HashOn{Header: "x-id"}}},
 		{"healthCheck.path", &v1alpha1.TrafficPolicy{HealthCheck: &v1alpha1.HealthCheck{Path: "/healthz"}}},
@@ -152,7 +152,7 @@ func TestBuildSidecarTCPOverride(t *testing.T) {
 		mesh := &v1alpha1.ServiceMesh{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "default"},
 			Spec: v1alpha1.ServiceMeshSpec{Defaults: &v1alpha1.TrafficPolicy{
-				Timeout: dur("2s"), Retries: &v1alpha1.RetryPolicy{Attempts: i32(1)}, HealthCheck: &v1alpha1.HealthCheck{Path: "/ready"},
+				Timeout: tmo("2s"), Retries: &v1alpha1.RetryPolicy{Attempts: i32(1)}, HealthCheck: &v1alpha1.HealthCheck{Path: "/ready"},
 			}},
 		}
 		out := build(t, ServiceFor(caller(nil), foundMap(db, web), mesh))

@@ -189,3 +189,9 @@ func mustRender(t testing.TB, res *Resources) *Output {
 	}
 	return out
 }
+
+// tmo is a traffic.timeout, which unlike a Duration may be 0s.
+func tmo(s string) *v1alpha1.RequestTimeout {
+	d := v1alpha1.RequestTimeout(s)
+	return &d
+}

@@ -42,6 +42,8 @@ const (
 	tcpProxyFilterName = "envoy.filters.network.tcp_proxy"
 	routerFilterName   = "envoy.filters.http.router"
 
+	websocketUpgrade = "websocket"
+
 	// defaultRetryOn applies when a policy asks for retries without saying on what:
 	// failures that are safe to retry plus 5xx, and their gRPC equivalents.
 	defaultRetryOn = "5xx,connect-failure,refused-stream,unavailable,cancelled"
@@ -190,6 +192,7 @@ func inboundFilters(p v1alpha1.Protocol, sec *Security, tel *telemetry) ([]*list
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:     inboundListenerName,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(inboundListenerName, routes)},
+		UpgradeConfigs: websocketUpgrades(),
 	}
 	tel.http(hcm)
 	filter, err := httpConnectionManagerFilter(hcm, rbac...)
@@ -237,20 +240,22 @@ func egressListener(u Upstream, tel *telemetry) (*listenerv3.Listener, error) {
 // egressRoute sends everything to the upstream's cluster with the request timeout
 // and retries of its traffic policy, the parts of it that live on the route.
 func egressRoute(u Upstream) (*routev3.Route, error) {
-	return trafficRoute(matchAll(), UpstreamClusterName(u.Name, u.Namespace), u.Target.Traffic)
+	return trafficRoute(matchAll(), UpstreamClusterName(u.Name, u.Namespace), u.Target.Protocol, u.Target.Traffic)
 }
 
 // trafficRoute sends the requests that match to cluster with the parts of a traffic
 // policy that live on the route: the request timeout, the retries and the hash
-// policy. hashOn only matters to RingHash and Maglev; after merging it can meet
+// policy. The built-in defaults for protocol apply first, so an HTTP2 or GRPC
+// target without a timeout gets none (0s), and timeout 0s means none explicitly. hashOn only matters to RingHash and Maglev; after merging it can meet
 // another load balancer (a caller that sets only loadBalancer: LeastRequest over a
 // callee's RingHash and hashOn), and then it is left out, as the caller asked.
-func trafficRoute(match *routev3.RouteMatch, cluster string, tp v1alpha1.TrafficPolicy) (*routev3.Route, error) {
+func trafficRoute(match *routev3.RouteMatch, cluster string, protocol v1alpha1.Protocol, tp v1alpha1.TrafficPolicy) (*routev3.Route, error) {
+	applyTrafficDefaults(&tp, protocol)
 	action := &routev3.RouteAction{
 		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
 	}
 	var err error
-	if action.Timeout, err = duration(tp.Timeout, "traffic.timeout"); err != nil {
+	if action.Timeout, err = requestTimeout(tp.Timeout, "traffic.timeout"); err != nil {
 		return nil, err
 	}
 	if tp.HashOn != nil && isHashLB(tp.LoadBalancer) {
@@ -283,13 +288,14 @@ func validListener(l *listenerv3.Listener) (*listenerv3.Listener, error) {
 	return l, nil
 }
 
-// httpConnectionManager is the network filter of every HTTP listener: an inline
-// route table and the router, plus tel's access log and tracer. Both typed
-// configs are validated as they are packed.
+// httpConnectionManager is the network filter of every HTTP egress listener: an
+// inline route table and the router, WebSocket upgrades, plus tel's access log
+// and tracer. Both typed configs are validated as they are packed.
 func httpConnectionManager(statPrefix string, rc *routev3.RouteConfiguration, tel *telemetry) (*listenerv3.Filter, error) {
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:     statPrefix,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
+		UpgradeConfigs: websocketUpgrades(),
 	}
 	tel.http(hcm)
 	return httpConnectionManagerFilter(hcm)
@@ -320,6 +326,13 @@ func httpConnectionManagerFilter(hcm *hcmv3.HttpConnectionManager, filters ...*h
 		return nil, fmt.Errorf("http_connection_manager: %w", err)
 	}
 	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: packed}}, nil
+}
+
+// websocketUpgrades lets WebSocket upgrades through a listener that proxies
+// application traffic (inbound, egress, gateway): without it Envoy answers an
+// Upgrade: websocket request with 403.
+func websocketUpgrades() []*hcmv3.HttpConnectionManager_UpgradeConfig {
+	return []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: websocketUpgrade}}
 }
 
 // sharedRouter is the router filter every HTTP listener ends with, packed once.

@@ -74,7 +74,7 @@ func TestEgressListener(t *testing.T) {
 		{
 			name: "HTTP with timeout and retries",
 			target: &Target{ServicePort: 80, Protocol: v1alpha1.ProtocolHTTP, Traffic: MergeTraffic(&v1alpha1.TrafficPolicy{
-				Timeout: dur("2s"),
+				Timeout: tmo("2s"),
 				Retries: &v1alpha1.RetryPolicy{Attempts: i32(3), PerTryTimeout: dur("500ms"), RetryOn: "gateway-error"},
 			})},
 			want: routesTo(&routev3.RouteAction{
@@ -96,16 +96,27 @@ func TestEgressListener(t *testing.T) {
 			target: &Target{ServicePort: 80, Protocol: v1alpha1.ProtocolHTTP2, Traffic: MergeTraffic(&v1alpha1.TrafficPolicy{
 				Retries: &v1alpha1.RetryPolicy{Attempts: i32(0)},
 			})},
-			want: routesTo(&routev3.RouteAction{RetryPolicy: &routev3.RetryPolicy{RetryOn: defaultRetryOn, NumRetries: wrapperspb.UInt32(0)}}),
+			// HTTP2 without a timeout gets none, so long streams live.
+			want: routesTo(&routev3.RouteAction{Timeout: durationpb.New(0), RetryPolicy: &routev3.RetryPolicy{RetryOn: defaultRetryOn, NumRetries: wrapperspb.UInt32(0)}}),
+		},
+		{
+			name:   "GRPC without a timeout gets none",
+			target: &Target{ServicePort: 80, Protocol: v1alpha1.ProtocolGRPC, Traffic: MergeTraffic()},
+			want:   routesTo(&routev3.RouteAction{Timeout: durationpb.New(0)}),
+		},
+		{
+			name:   "HTTP with timeout 0s has none, explicitly",
+			target: &Target{ServicePort: 80, Protocol: v1alpha1.ProtocolHTTP, Traffic: MergeTraffic(&v1alpha1.TrafficPolicy{Timeout: tmo("0s")})},
+			want:   routesTo(&routev3.RouteAction{Timeout: durationpb.New(0)}),
 		},
 		{
 			name:   "GRPC uses the HTTP connection manager",
-			target: &Target{ServicePort: 80, Protocol: v1alpha1.ProtocolGRPC, Traffic: MergeTraffic(&v1alpha1.TrafficPolicy{Timeout: dur("1m")})},
+			target: &Target{ServicePort: 80, Protocol: v1alpha1.ProtocolGRPC, Traffic: MergeTraffic(&v1alpha1.TrafficPolicy{Timeout: tmo("1m")})},
 			want:   routesTo(&routev3.RouteAction{Timeout: durationpb.New(6e10)}),
 		},
 		{
 			name:   "TCP uses tcp_proxy and ignores HTTP-only settings",
-			target: &Target{ServicePort: 80, Protocol: v1alpha1.ProtocolTCP, Traffic: MergeTraffic(&v1alpha1.TrafficPolicy{Timeout: dur("1s")})},
+			target: &Target{ServicePort: 80, Protocol: v1alpha1.ProtocolTCP, Traffic: MergeTraffic(&v1alpha1.TrafficPolicy{Timeout: tmo("1s")})},
 		},
 	}
 	for _, tc := range tests {
@@ -165,9 +176,9 @@ func TestEgressListenerErrors(t *testing.T) {
 		traffic v1alpha1.TrafficPolicy
 		want    string
 	}{
-		{"bad timeout", v1alpha1.TrafficPolicy{Timeout: dur("soon")}, "traffic.timeout"},
+		{"bad timeout", v1alpha1.TrafficPolicy{Timeout: tmo("soon")}, "traffic.timeout"},
 		{"bad per-try timeout", v1alpha1.TrafficPolicy{Retries: &v1alpha1.RetryPolicy{PerTryTimeout: dur("-1s")}}, "traffic.retries.perTryTimeout"},
-		{"zero timeout", v1alpha1.TrafficPolicy{Timeout: dur("0s")}, "traffic.timeout"},
+		{"negative timeout", v1alpha1.TrafficPolicy{Timeout: tmo("-1s")}, "traffic.timeout"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -76,6 +76,22 @@ func duration(d *v1alpha1.Duration, field string) (*durationpb.Duration, error) 
 	return durationpb.New(v), nil
 }
 
+// requestTimeout converts traffic.timeout, where 0s is allowed and means no
+// timeout (Envoy's route timeout 0).
+func requestTimeout(d *v1alpha1.RequestTimeout, field string) (*durationpb.Duration, error) {
+	if d == nil {
+		return nil, nil
+	}
+	v, err := d.Parse()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	if v < 0 {
+		return nil, fmt.Errorf("%s: %q must not be negative", field, string(*d))
+	}
+	return durationpb.New(v), nil
+}
+
 // durationOr is duration with a fallback for fields Envoy requires.
 func durationOr(d *v1alpha1.Duration, field string, def time.Duration) (*durationpb.Duration, error) {
 	if d == nil {

@@ -17,14 +17,14 @@ func TestServiceFor(t *testing.T) {
 		return ms
 	}
 	caller := meshService("shop", "web", 8080, 15006, v1alpha1.ProtocolHTTP2,
-		v1alpha1.Upstream{Name: "cart", LocalPort: 9001, Traffic: &v1alpha1.TrafficPolicy{Timeout: dur("1s")}},
+		v1alpha1.Upstream{Name: "cart", LocalPort: 9001, Traffic: &v1alpha1.TrafficPolicy{Timeout: tmo("1s")}},
 		v1alpha1.Upstream{Name: "db", Namespace: "data", LocalPort: 9002},
 		v1alpha1.Upstream{Name: "gone", LocalPort: 9003},
 		v1alpha1.Upstream{Name: "nil-entry", LocalPort: 9004},
 		v1alpha1.Upstream{Name: "cart", Namespace: "other", LocalPort: 9005},
 	)
 	found := foundMap(
-		callee("shop", "cart", 15006, v1alpha1.ProtocolGRPC, &v1alpha1.TrafficPolicy{Timeout: dur("5s"), LoadBalancer: v1alpha1.LoadBalancerRandom}),
+		callee("shop", "cart", 15006, v1alpha1.ProtocolGRPC, &v1alpha1.TrafficPolicy{Timeout: tmo("5s"), LoadBalancer: v1alpha1.LoadBalancerRandom}),
 		callee("data", "db", 5432, v1alpha1.ProtocolTCP, nil),
 		callee("data", "gone", 80, v1alpha1.ProtocolHTTP, nil), // same name, other namespace: must not resolve "gone"
 	)
@@ -47,7 +47,7 @@ func TestServiceFor(t *testing.T) {
 				Upstreams: []Upstream{
 					{Name: "cart", Namespace: "shop", LocalPort: 9001, Target: &Target{
 						ServicePort: 15006, Protocol: v1alpha1.ProtocolGRPC,
-						Traffic: v1alpha1.TrafficPolicy{LoadBalancer: v1alpha1.LoadBalancerRandom, ConnectTimeout: dur("2s"), Timeout: dur("1s")},
+						Traffic: v1alpha1.TrafficPolicy{LoadBalancer: v1alpha1.LoadBalancerRandom, ConnectTimeout: dur("2s"), Timeout: tmo("1s")},
 					}},
 					{Name: "db", Namespace: "data", LocalPort: 9002, Target: &Target{
 						ServicePort: 5432, Protocol: v1alpha1.ProtocolTCP,
@@ -66,7 +66,7 @@ func TestServiceFor(t *testing.T) {
 				Upstreams: []Upstream{
 					{Name: "cart", Namespace: "shop", LocalPort: 9001, Target: &Target{
 						ServicePort: 15006, Protocol: v1alpha1.ProtocolGRPC,
-						Traffic: v1alpha1.TrafficPolicy{LoadBalancer: v1alpha1.LoadBalancerRandom, ConnectTimeout: dur("250ms"), Timeout: dur("1s")},
+						Traffic: v1alpha1.TrafficPolicy{LoadBalancer: v1alpha1.LoadBalancerRandom, ConnectTimeout: dur("250ms"), Timeout: tmo("1s")},
 					}},
 					{Name: "db", Namespace: "data", LocalPort: 9002, Target: &Target{
 						ServicePort: 5432, Protocol: v1alpha1.ProtocolTCP,

@@ -10,6 +10,10 @@ import (
 const (
 	DefaultLoadBalancer                     = v1alpha1.LoadBalancerRoundRobin
 	DefaultConnectTimeout v1alpha1.Duration = "250ms"
+	// DefaultStreamTimeout is the request timeout of HTTP2 and GRPC targets: none,
+	// so long gRPC streams are not cut by Envoy's 15s route default. The stream
+	// idle timeout still closes a stream that goes quiet.
+	DefaultStreamTimeout v1alpha1.RequestTimeout = "0s"
 )
 
 // MergeTraffic merges policies field by field, the first layer that sets a field
@@ -57,15 +61,22 @@ func MergeTraffic(layers ...*v1alpha1.TrafficPolicy) v1alpha1.TrafficPolicy {
 			fill(&out.HealthCheck.UnhealthyThreshold, hc.UnhealthyThreshold)
 		}
 	}
-	applyTrafficDefaults(&out)
+	applyTrafficDefaults(&out, "")
 	return out
 }
 
-// applyTrafficDefaults sets the built-in defaults where tp leaves them unset. It
+// applyTrafficDefaults sets the built-in defaults where tp leaves them unset: the
+// load balancer and connect timeout for every target, and for a target speaking
+// protocol HTTP2 or GRPC no request timeout (an HTTP target keeps Envoy's 15s).
+// protocol "" adds only the protocol-independent defaults, as MergeTraffic does;
+// the route builders, which know the target's protocol, add the rest. It
 // touches only top-level fields, so a shallow copy of a policy can take them.
-func applyTrafficDefaults(tp *v1alpha1.TrafficPolicy) {
+func applyTrafficDefaults(tp *v1alpha1.TrafficPolicy, protocol v1alpha1.Protocol) {
 	fillString(&tp.LoadBalancer, DefaultLoadBalancer)
 	fill(&tp.ConnectTimeout, new(DefaultConnectTimeout))
+	if protocol == v1alpha1.ProtocolHTTP2 || protocol == v1alpha1.ProtocolGRPC {
+		fill(&tp.Timeout, new(DefaultStreamTimeout))
+	}
 }
 
 // fill sets an unset pointer field to a copy of src, so the result never aliases a layer.

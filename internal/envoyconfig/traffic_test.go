@@ -20,11 +20,11 @@ func TestMergeTraffic(t *testing.T) {
 		{
 			name: "first layer wins per scalar field",
 			layers: []*v1alpha1.TrafficPolicy{
-				{Timeout: dur("1s")},
-				{Timeout: dur("2s"), LoadBalancer: v1alpha1.LoadBalancerRandom},
-				{Timeout: dur("3s"), LoadBalancer: v1alpha1.LoadBalancerMaglev, ConnectTimeout: dur("5s")},
+				{Timeout: tmo("1s")},
+				{Timeout: tmo("2s"), LoadBalancer: v1alpha1.LoadBalancerRandom},
+				{Timeout: tmo("3s"), LoadBalancer: v1alpha1.LoadBalancerMaglev, ConnectTimeout: dur("5s")},
 			},
-			want: v1alpha1.TrafficPolicy{LoadBalancer: v1alpha1.LoadBalancerRandom, ConnectTimeout: dur("5s"), Timeout: dur("1s")},
+			want: v1alpha1.TrafficPolicy{LoadBalancer: v1alpha1.LoadBalancerRandom, ConnectTimeout: dur("5s"), Timeout: tmo("1s")},
 		},
 		{
 			name:   "a nil caller layer falls through to the callee",
@@ -101,7 +101,7 @@ func TestMergeTraffic(t *testing.T) {
 // inputs) without one leaking into the other, e.g. through a shared cache object.
 func TestMergeTrafficDoesNotAlias(t *testing.T) {
 	in := &v1alpha1.TrafficPolicy{
-		Timeout: dur("1s"),
+		Timeout: tmo("1s"),
 		Retries: &v1alpha1.RetryPolicy{Attempts: i32(1)},
 	}
 	out := MergeTraffic(in)

@@ -102,10 +102,10 @@ func TestFastYAMLGoldenFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	files = append(files, more...)
-	// 5 directories of 3 files before identities; under security/, one lds.yaml
+	// 6 directories of 3 files before identities; under security/, one lds.yaml
 	// per mode and 5 files each for the egress caller and the gateway; under
 	// observability/, lds.yaml per case and cds.yaml per case that traces.
-	want := 15 + len(securityGoldenCases) + 2*5
+	want := 18 + len(securityGoldenCases) + 2*5
 	for _, tc := range observabilityGoldenCases {
 		want++
 		if tc.obs.Tracing != nil {
@@ -782,7 +782,7 @@ func BenchmarkYAML(b *testing.B) {
 		svc.Upstreams = append(svc.Upstreams, Upstream{
 			Name: fmt.Sprintf("svc-%d", i), Namespace: "ns", LocalPort: int32(20000 + i),
 			Target: &Target{ServicePort: 15006, Protocol: v1alpha1.ProtocolHTTP, Traffic: MergeTraffic(&v1alpha1.TrafficPolicy{
-				Timeout: dur("5s"),
+				Timeout: tmo("5s"),
 				Retries: &v1alpha1.RetryPolicy{Attempts: i32(2)},
 			})},
 		})
