@@ -64,11 +64,13 @@ func gatewayRoutes(cm *corev1.ConfigMap) map[string]string {
 	ExpectWithOffset(1, hcm.GetGenerateRequestId().GetValue()).To(BeTrue(), "x-request-id generated as in the seed")
 	out := map[string]string{}
 	for _, r := range hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes() {
+		// "/" stays a plain prefix; other prefixes match by path segment.
+		prefix := r.GetMatch().GetPrefix() + r.GetMatch().GetPathSeparatedPrefix()
 		switch {
 		case r.GetRoute() != nil:
-			out[r.GetMatch().GetPrefix()] = r.GetRoute().GetCluster()
+			out[prefix] = r.GetRoute().GetCluster()
 		case r.GetDirectResponse() != nil && r.GetDirectResponse().GetStatus() == 503:
-			out[r.GetMatch().GetPrefix()] = "503"
+			out[prefix] = "503"
 		}
 	}
 	return out
