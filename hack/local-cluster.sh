@@ -93,8 +93,8 @@ spec:
   podCIDR: $POD_CIDR
   podCIDRs: [$POD_CIDR]
 status:
-  allocatable: {cpu: "32", memory: 256Gi, pods: "250"}
-  capacity: {cpu: "32", memory: 256Gi, pods: "250"}
+  allocatable: {cpu: "32", memory: 256Gi, ephemeral-storage: 256Gi, pods: "250"}
+  capacity: {cpu: "32", memory: 256Gi, ephemeral-storage: 256Gi, pods: "250"}
   nodeInfo:
     architecture: amd64
     kubeProxyVersion: fake
