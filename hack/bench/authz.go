@@ -219,9 +219,6 @@ func authzRun(ctx context.Context, o options, run int) (*authzResult, error) {
 	defer p.stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := p.namespace(ctx, benchNamespace); err != nil {
-		return nil, err
-	}
 	m, err := startManager(o, p, fmt.Sprintf("authz-c%d-run%d", o.authzCallers, run+1))
 	if err != nil {
 		return nil, err

@@ -90,9 +90,12 @@ func startPlane(o options) (*plane, error) {
 	if p.client, err = client.New(p.cfg, client.Options{Scheme: scheme}); err != nil {
 		return fail(err)
 	}
-	// The manager generates its identity CA in its own namespace, as deployed.
-	if err := p.namespace(context.Background(), managerNamespace); err != nil {
-		return fail(err)
+	// The manager generates its identity CA in its own namespace, as deployed;
+	// every scenario's objects live in benchNamespace.
+	for _, ns := range []string{managerNamespace, benchNamespace} {
+		if err := p.namespace(context.Background(), ns); err != nil {
+			return fail(err)
+		}
 	}
 	if err := warmUp(context.Background(), p, o); err != nil {
 		return fail(fmt.Errorf("warming up the API server: %w", err))

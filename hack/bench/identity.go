@@ -366,23 +366,13 @@ var identityMetrics = map[string]string{
 // its CA and has gone quiet. Then the requests are filed at once, and each is
 // timed from its create returning to the moment the bench's watch sees it Issued.
 func identityRun(ctx context.Context, o options, n, run int) (*identityResult, error) {
-	p, err := startPlane(o)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	p, nodeUID, err := identityPlane(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	defer p.stop()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if err := p.namespace(ctx, benchNamespace); err != nil {
-		return nil, err
-	}
-	nodeUID, err := createNode(ctx, p.client)
-	if err != nil {
-		return nil, err
-	}
-	if err := identityWarmUp(ctx, p, o, nodeUID); err != nil {
-		return nil, fmt.Errorf("warming up the request paths: %w", err)
-	}
 	m, err := startManager(o, p, fmt.Sprintf("identity-n%d-run%d", n, run+1), "identity-signer", "identity-ca")
 	if err != nil {
 		return nil, err
@@ -576,23 +566,13 @@ func identityFloorRun(ctx context.Context, o options, n, run int) (*identityFloo
 // QPS, burst and compression setting, from signerWorkers workers. It is timed
 // like the manager run, until the bench's watch has seen every request Issued.
 func identityFloorOnce(ctx context.Context, o options, n int, stream bool) (*identityResult, error) {
-	p, err := startPlane(o)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	p, nodeUID, err := identityPlane(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	defer p.stop()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if err := p.namespace(ctx, benchNamespace); err != nil {
-		return nil, err
-	}
-	nodeUID, err := createNode(ctx, p.client)
-	if err != nil {
-		return nil, err
-	}
-	if err := identityWarmUp(ctx, p, o, nodeUID); err != nil {
-		return nil, fmt.Errorf("warming up the request paths: %w", err)
-	}
 	services, counts := identityWorkload(n)
 	sidecar := objects.ResolveSidecar(objects.DefaultSidecar(o.envoyImage), nil)
 	var pods []*corev1.Pod
@@ -754,6 +734,26 @@ func setIssued(pcr *certificatesv1.PodCertificateRequest) {
 		pcr.Status.Conditions[i].ObservedGeneration = pcr.Generation
 		pcr.Status.Conditions[i].LastTransitionTime = metav1.Now()
 	}
+}
+
+// identityPlane is the control plane both identity runs start from: the bench's
+// node (the requests name it) and request paths already warm.
+func identityPlane(ctx context.Context, o options) (*plane, types.UID, error) {
+	p, err := startPlane(o)
+	if err != nil {
+		return nil, "", err
+	}
+	nodeUID, err := createNode(ctx, p.client)
+	if err == nil {
+		if err = identityWarmUp(ctx, p, o, nodeUID); err != nil {
+			err = fmt.Errorf("warming up the request paths: %w", err)
+		}
+	}
+	if err != nil {
+		p.stop()
+		return nil, "", err
+	}
+	return p, nodeUID, nil
 }
 
 // identityWarmUp sends one of each request kind of the identity runs (a Pod

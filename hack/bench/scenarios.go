@@ -317,9 +317,6 @@ func convergenceRun(ctx context.Context, o options, n, run int) (*convergenceRes
 	defer p.stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := p.namespace(ctx, benchNamespace); err != nil {
-		return nil, err
-	}
 	m, err := startManager(o, p, fmt.Sprintf("convergence-n%d-run%d", n, run+1))
 	if err != nil {
 		return nil, err
@@ -508,9 +505,6 @@ func floorOnce(ctx context.Context, o options, n, run int, stream bool) (time.Du
 		return 0, err
 	}
 	defer p.stop()
-	if err := p.namespace(ctx, benchNamespace); err != nil {
-		return 0, err
-	}
 	objs := workload(n)
 	// The configs depend only on the specs, known before anything is created.
 	configs, err := floorConfigs(objs)
@@ -717,9 +711,6 @@ func fanoutRun(ctx context.Context, o options, d, run int) (*fanoutResult, error
 	defer p.stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := p.namespace(ctx, benchNamespace); err != nil {
-		return nil, err
-	}
 	m, err := startManager(o, p, fmt.Sprintf("fanout-d%d-run%d", d, run+1))
 	if err != nil {
 		return nil, err
