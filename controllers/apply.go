@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/envoymesh/envoymesh-operator/internal/objects"
@@ -236,4 +237,20 @@ func (a *appliedVersions) forget(owner types.NamespacedName) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.byOwner, owner)
+}
+
+// deleteControlled deletes obj (its namespace and name set) when owner controls
+// it; a missing or foreign object is left as it is. The UID precondition spares
+// an object of that name created meanwhile.
+func deleteControlled(ctx context.Context, c client.Client, owner, obj client.Object) error {
+	err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	case !metav1.IsControlledBy(obj, owner):
+		return nil
+	}
+	return client.IgnoreNotFound(c.Delete(ctx, obj, client.Preconditions{UID: ptr.To(obj.GetUID())}))
 }

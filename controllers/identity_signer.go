@@ -155,12 +155,8 @@ func (s *PodCertificateSigner) membershipOf(ctx context.Context, pod *corev1.Pod
 		// does not exist (built-in defaults): the cache's word is enough here, as
 		// a miss can only lead to an issue, never to a denial, and asking the API
 		// server would double the signer's requests.
-		mesh := &meshv1alpha1.ServiceMesh{}
-		err = s.Get(ctx, types.NamespacedName{Namespace: pod.Namespace, Name: ms.Spec.Mesh}, mesh)
-		switch {
-		case apierrors.IsNotFound(err):
-			mesh = nil
-		case err != nil:
+		mesh, err := meshOf(ctx, s.Client, ms)
+		if err != nil {
 			return nil, err
 		}
 		return &membership{owner: "MeshService " + ms.Name, serviceAccount: objects.ServiceAccountName(ms), mesh: mesh}, nil

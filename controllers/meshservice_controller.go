@@ -87,7 +87,7 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	mesh, err := r.findMesh(ctx, ms)
+	mesh, err := meshOf(ctx, r.Client, ms)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -124,7 +124,8 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	applyErr := applyAllOwned(ctx, r.Client, &r.applied, ms, objs)
 	if applyErr == nil && !strict {
-		applyErr = r.deleteNetworkPolicy(ctx, ms)
+		// Not Strict (any more): the NetworkPolicy goes, if it is ours.
+		applyErr = deleteControlled(ctx, r.Client, ms, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ms.Namespace, Name: ms.Name}})
 	}
 	var notOwned *errNotOwned
 	switch {
@@ -177,30 +178,13 @@ func (r *MeshServiceReconciler) fail(ctx context.Context, ms *meshv1alpha1.MeshS
 func (r *MeshServiceReconciler) findUpstreamMeshes(ctx context.Context, found map[types.NamespacedName]*meshv1alpha1.MeshService) (map[types.NamespacedName]*meshv1alpha1.ServiceMesh, error) {
 	meshes := make(map[types.NamespacedName]*meshv1alpha1.ServiceMesh, len(found))
 	for key, up := range found {
-		mesh, err := r.findMesh(ctx, up)
+		mesh, err := meshOf(ctx, r.Client, up)
 		if err != nil {
 			return nil, err
 		}
 		meshes[key] = mesh
 	}
 	return meshes, nil
-}
-
-// deleteNetworkPolicy removes the Strict-mode NetworkPolicy when the mesh is no
-// longer Strict, if ms controls it (a foreign one is never touched).
-func (r *MeshServiceReconciler) deleteNetworkPolicy(ctx context.Context, ms *meshv1alpha1.MeshService) error {
-	np := &networkingv1.NetworkPolicy{}
-	err := r.Get(ctx, client.ObjectKeyFromObject(ms), np)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !metav1.IsControlledBy(np, ms) {
-		return nil
-	}
-	return client.IgnoreNotFound(r.Delete(ctx, np))
 }
 
 // findUpstreams returns the upstream MeshServices that exist, by key.
@@ -223,15 +207,18 @@ func (r *MeshServiceReconciler) findUpstreams(ctx context.Context, ms *meshv1alp
 	return found, nil
 }
 
-// findMesh returns the ServiceMesh the MeshService names, or nil when it does not
-// exist: built-in defaults then apply.
-func (r *MeshServiceReconciler) findMesh(ctx context.Context, ms *meshv1alpha1.MeshService) (*meshv1alpha1.ServiceMesh, error) {
+// meshOf returns the ServiceMesh a MeshService names, or nil when it does not
+// exist: built-in defaults then apply (mTLS Strict, authorization Enforce).
+func meshOf(ctx context.Context, c client.Reader, ms *meshv1alpha1.MeshService) (*meshv1alpha1.ServiceMesh, error) {
 	mesh := &meshv1alpha1.ServiceMesh{}
-	err := r.Get(ctx, types.NamespacedName{Namespace: ms.Namespace, Name: ms.Spec.Mesh}, mesh)
-	if apierrors.IsNotFound(err) {
+	err := c.Get(ctx, types.NamespacedName{Namespace: ms.Namespace, Name: ms.Spec.Mesh}, mesh)
+	switch {
+	case apierrors.IsNotFound(err):
 		return nil, nil
+	case err != nil:
+		return nil, err
 	}
-	return mesh, err
+	return mesh, nil
 }
 
 func meshSidecar(mesh *meshv1alpha1.ServiceMesh) *meshv1alpha1.SidecarSettings {

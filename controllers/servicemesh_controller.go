@@ -18,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -222,16 +221,12 @@ func (r *ServiceMeshReconciler) reconcilePodMonitor(ctx context.Context, mesh *m
 func (r *ServiceMeshReconciler) deletePodMonitor(ctx context.Context, mesh *meshv1alpha1.ServiceMesh) error {
 	pm := &unstructured.Unstructured{}
 	pm.SetGroupVersionKind(podMonitorGVK)
-	err := r.Get(ctx, types.NamespacedName{Namespace: mesh.Namespace, Name: objects.PodMonitorName(mesh)}, pm)
-	switch {
-	case meta.IsNoMatchError(err) || apierrors.IsNotFound(err):
-		return nil
-	case err != nil:
+	pm.SetNamespace(mesh.Namespace)
+	pm.SetName(objects.PodMonitorName(mesh))
+	if err := deleteControlled(ctx, r.Client, mesh, pm); !meta.IsNoMatchError(err) {
 		return err
-	case !metav1.IsControlledBy(pm, mesh):
-		return nil
 	}
-	return client.IgnoreNotFound(r.Delete(ctx, pm, client.Preconditions{UID: ptr.To(pm.GetUID())}))
+	return nil
 }
 
 // reconcileGateway applies the gateway and reports it in status. It returns
@@ -344,12 +339,8 @@ func (r *ServiceMeshReconciler) gatewayFor(ctx context.Context, mesh *meshv1alph
 		if route.Target == nil || target == nil || gw.Security == nil {
 			continue
 		}
-		targetMesh := &meshv1alpha1.ServiceMesh{}
-		err := r.Get(ctx, types.NamespacedName{Namespace: target.Namespace, Name: target.Spec.Mesh}, targetMesh)
-		switch {
-		case apierrors.IsNotFound(err):
-			targetMesh = nil
-		case err != nil:
+		targetMesh, err := meshOf(ctx, r.Client, target)
+		if err != nil {
 			return gw, err
 		}
 		route.Target.Peer = peerOf(target, targetMesh, r.TrustDomain, r.ClusterDomain)
@@ -366,17 +357,8 @@ func (r *ServiceMeshReconciler) deleteGateway(ctx context.Context, mesh *meshv1a
 		&metav1.PartialObjectMetadata{TypeMeta: configMapMeta().TypeMeta,
 			ObjectMeta: metav1.ObjectMeta{Namespace: mesh.Namespace, Name: objects.GatewayConfigMapName(mesh)}},
 	} {
-		err := r.Get(ctx, client.ObjectKeyFromObject(obj), obj)
-		if apierrors.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
+		if err := deleteControlled(ctx, r.Client, mesh, obj); err != nil {
 			return err
-		}
-		if metav1.IsControlledBy(obj, mesh) {
-			if err := r.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
-				return err
-			}
 		}
 	}
 	return nil
