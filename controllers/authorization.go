@@ -158,6 +158,19 @@ func routeKeysOf(o client.Object) []types.NamespacedName {
 	return keys
 }
 
+// indexKeys turns keysOf into an index function: the "namespace/name" of each
+// service an object declares, so the index and the watches agree on them.
+func indexKeys(keysOf func(client.Object) []types.NamespacedName) client.IndexerFunc {
+	return func(o client.Object) []string {
+		keys := keysOf(o)
+		out := make([]string, 0, len(keys))
+		for _, k := range keys {
+			out = append(out, k.String())
+		}
+		return out
+	}
+}
+
 // declaredHandler enqueues the services an object declares (keysOf), before and
 // after a change, when the declarations or the declarer's identity changed: the
 // callee's inbound policy names its callers.

@@ -288,15 +288,7 @@ var deletedOnly = predicate.Funcs{
 
 // SetupWithManager registers the upstream index and the watches.
 func (r *MeshServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	err := mgr.GetFieldIndexer().IndexField(context.Background(), &meshv1alpha1.MeshService{}, upstreamIndex,
-		func(o client.Object) []string {
-			ms := o.(*meshv1alpha1.MeshService)
-			keys := make([]string, 0, len(ms.Spec.Upstreams))
-			for _, u := range ms.Spec.Upstreams {
-				keys = append(keys, u.Key(ms.Namespace).String())
-			}
-			return keys
-		})
+	err := mgr.GetFieldIndexer().IndexField(context.Background(), &meshv1alpha1.MeshService{}, upstreamIndex, indexKeys(upstreamKeysOf))
 	if err != nil {
 		return err
 	}

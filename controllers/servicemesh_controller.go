@@ -396,18 +396,7 @@ func gatewayOf(names handler.MapFunc) handler.MapFunc {
 
 // SetupWithManager registers the route index and the watches.
 func (r *ServiceMeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	err := mgr.GetFieldIndexer().IndexField(context.Background(), &meshv1alpha1.ServiceMesh{}, routeIndex,
-		func(o client.Object) []string {
-			mesh := o.(*meshv1alpha1.ServiceMesh)
-			if mesh.Spec.Gateway == nil {
-				return nil
-			}
-			keys := make([]string, 0, len(mesh.Spec.Gateway.Routes))
-			for _, route := range mesh.Spec.Gateway.Routes {
-				keys = append(keys, route.Key(mesh.Namespace).String())
-			}
-			return keys
-		})
+	err := mgr.GetFieldIndexer().IndexField(context.Background(), &meshv1alpha1.ServiceMesh{}, routeIndex, indexKeys(routeKeysOf))
 	if err != nil {
 		return err
 	}
