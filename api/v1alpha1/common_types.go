@@ -4,6 +4,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // Ports the sidecar keeps for itself. The admin API listens on loopback only; the
@@ -218,4 +219,20 @@ type SidecarSettings struct {
 	// +kubebuilder:validation:Maximum=64
 	// +optional
 	Concurrency *int32 `json:"concurrency,omitempty"`
+}
+
+// Disruption bounds how many pods voluntary disruptions (evictions during a
+// node drain) may take down at once: the PodDisruptionBudget's two fields.
+// +kubebuilder:validation:XValidation:rule="has(self.maxUnavailable) != has(self.minAvailable)",message="disruption must set exactly one of maxUnavailable and minAvailable"
+type Disruption struct {
+	// maxUnavailable pods, a number or a percentage such as "25%".
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')",message="maxUnavailable must be a number ≥ 0 or a percentage such as 25%"
+	// +optional
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+	// minAvailable pods, a number or a percentage such as "50%".
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')",message="minAvailable must be a number ≥ 0 or a percentage such as 50%"
+	// +optional
+	MinAvailable *intstr.IntOrString `json:"minAvailable,omitempty"`
 }

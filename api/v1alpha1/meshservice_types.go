@@ -96,6 +96,11 @@ type MeshServiceSpec struct {
 	// +listType=atomic
 	// +optional
 	AllowFrom []AllowFrom `json:"allowFrom,omitempty"`
+
+	// disruption, when set, gives the pods a PodDisruptionBudget <name> that
+	// voluntary evictions (a node drain) respect.
+	// +optional
+	Disruption *Disruption `json:"disruption,omitempty"`
 }
 
 // Upstream is a MeshService this one calls through a local egress listener.
@@ -157,6 +162,11 @@ type MeshServiceStatus struct {
 	// readyReplicas is the Deployment's ready pod count.
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+
+	// selector is the label selector of the pods, as text: the scale
+	// subresource's, which a HorizontalPodAutoscaler reads.
+	// +optional
+	Selector string `json:"selector,omitempty"`
 
 	// ready is readyReplicas/replicas as text, for the READY printer column.
 	// +optional
@@ -248,6 +258,26 @@ type ProxyStatus struct {
 	// auditDenied counts what Enforce would have denied, in Audit mode.
 	// +optional
 	AuditDenied int64 `json:"auditDenied,omitempty"`
+	// xds is the proxy's ADS stream to the operator, in meshes whose delivery
+	// is XDS: there configVersion is the version the proxy ACKed.
+	// +optional
+	XDS *XDSProxyStatus `json:"xds,omitempty"`
+}
+
+// XDSProxyStatus is what one proxy's ADS stream tells: whether it is open, the
+// version the proxy accepted, and the last version it rejected with Envoy's reason.
+type XDSProxyStatus struct {
+	// connected is true while the proxy holds a stream to an operator replica.
+	Connected bool `json:"connected"`
+	// ackedVersion is the last version the proxy ACKed for every resource type.
+	// +optional
+	AckedVersion string `json:"ackedVersion,omitempty"`
+	// rejectedVersion is the last version the proxy NACKed, while it is current.
+	// +optional
+	RejectedVersion string `json:"rejectedVersion,omitempty"`
+	// rejectReason is Envoy's error_detail for rejectedVersion.
+	// +optional
+	RejectReason string `json:"rejectReason,omitempty"`
 }
 
 // UpstreamStatus reports one spec.upstreams entry.
@@ -269,6 +299,7 @@ type UpstreamStatus struct {
 // Envoy sidecar, a headless Service and the sidecar's config.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas,selectorpath=.status.selector
 // +kubebuilder:resource:shortName=ms,categories=envoymesh
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.ready`
 // +kubebuilder:printcolumn:name="Synced",type=string,JSONPath=`.status.synced`

@@ -42,6 +42,32 @@ type ServiceMeshSpec struct {
 	// metrics sets how the proxies' Prometheus metrics are scraped.
 	// +optional
 	Metrics *Metrics `json:"metrics,omitempty"`
+
+	// delivery is how the sidecars and the gateway receive their listeners and
+	// clusters: ConfigMap (the default) as files the kubelet syncs, within about
+	// a minute; XDS pushed by the operator over gRPC, in well under a second,
+	// with endpoints from EndpointSlices. Changing it rolls the mesh's pods once.
+	// +kubebuilder:default=ConfigMap
+	// +optional
+	Delivery DeliveryMode `json:"delivery,omitempty"`
+}
+
+// DeliveryMode is how the proxies receive their config.
+// +kubebuilder:validation:Enum=ConfigMap;XDS
+type DeliveryMode string
+
+// Delivery modes.
+const (
+	DeliveryConfigMap DeliveryMode = "ConfigMap"
+	DeliveryXDS       DeliveryMode = "XDS"
+)
+
+// DeliveryModeOf is the mesh's delivery, ConfigMap when unset or without a mesh.
+func DeliveryModeOf(mesh *ServiceMesh) DeliveryMode {
+	if mesh == nil || mesh.Spec.Delivery == "" {
+		return DeliveryConfigMap
+	}
+	return mesh.Spec.Delivery
 }
 
 // AccessLogFormat is how each access log line is written.
@@ -198,6 +224,11 @@ type Gateway struct {
 	// +listType=atomic
 	// +optional
 	Routes []GatewayRoute `json:"routes,omitempty"`
+
+	// disruption, when set, gives the gateway pods a PodDisruptionBudget
+	// <mesh>-gateway.
+	// +optional
+	Disruption *Disruption `json:"disruption,omitempty"`
 }
 
 // GatewayRoute sends requests whose path starts with prefix to a MeshService.
