@@ -31,6 +31,17 @@ type Sidecar struct {
 	LogLevel    string
 	Resources   corev1.ResourceRequirements
 	Concurrency *int32
+	// XDS is set in meshes whose delivery is XDS: each Envoy then names itself
+	// <pod>.<namespace> (--service-node), so the operator tells its proxies
+	// apart on their ADS streams; the bootstrap's node cluster still names the
+	// MeshService or gateway whose config it asks for.
+	XDS bool
+}
+
+// xdsNodeEnv are the variables the node name is made of, from the downward API.
+var xdsNodeEnv = []corev1.EnvVar{
+	{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+	{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 }
 
 // DefaultSidecar is the operator's default, given the image from its flag. It
@@ -129,6 +140,11 @@ func envoyContainer(sc Sidecar, port corev1.ContainerPort) corev1.Container {
 	if sc.Concurrency != nil {
 		args = append(args, "--concurrency", strconv.Itoa(int(*sc.Concurrency)))
 	}
+	var env []corev1.EnvVar
+	if sc.XDS {
+		args = append(args, "--service-node", "$(POD_NAME).$(POD_NAMESPACE)")
+		env = xdsNodeEnv
+	}
 	ready := &corev1.Probe{
 		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 			Path: "/ready", Port: intstr.FromInt32(envoyconfig.StatusPort),
@@ -142,6 +158,7 @@ func envoyContainer(sc Sidecar, port corev1.ContainerPort) corev1.Container {
 		Name:  SidecarName,
 		Image: sc.Image,
 		Args:  args,
+		Env:   env,
 		Ports: []corev1.ContainerPort{
 			port,
 			{Name: StatusPortName, ContainerPort: envoyconfig.StatusPort, Protocol: corev1.ProtocolTCP},
