@@ -11,6 +11,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -36,10 +37,19 @@ const staticConnectTimeout = 250 * time.Millisecond
 // sources need (an ADS server's, for instance).
 type Delivery struct {
 	LDS, CDS *corev3.ConfigSource
-	// ADS, when set, is the aggregated source that LDS and CDS may name.
+	// ADS, when set, is the aggregated source that LDS, CDS and EDS may name.
 	ADS *corev3.ApiConfigSource
+	// EDS, when set, is where upstream clusters (a sidecar's upstreams, a
+	// gateway's route targets) find their endpoints: they are EDS clusters
+	// instead of STRICT_DNS over the headless Service, and the build fills
+	// Resources.Endpoints for them from Options.Endpoints. Nil keeps DNS.
+	EDS *corev3.ConfigSource
 	// Clusters are added to the bootstrap's static clusters.
 	Clusters []*clusterv3.Cluster
+	// Secrets are the SDS secrets Clusters name. They reach Envoy as files
+	// beside the bootstrap (Resources.BootstrapSecrets), never over xDS: a
+	// static cluster's secrets cannot come from the server it connects to.
+	Secrets []*tlsv3.Secret
 }
 
 // FileDelivery points Envoy at lds.yaml and cds.yaml under MountPath, mounted

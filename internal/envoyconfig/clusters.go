@@ -72,29 +72,48 @@ func localAppCluster(svc Service) (*clusterv3.Cluster, error) {
 // the caller's side, as in the seed. A target with a Peer is reached over mutual
 // TLS, health checks included.
 func upstreamCluster(u Upstream, clusterDomain string) (*clusterv3.Cluster, error) {
+	return upstreamClusterVia(u, clusterDomain, nil)
+}
+
+// upstreamClusterVia is upstreamCluster, or with eds the same cluster fed by
+// EDS from that source: the pods' own addresses, pushed as they change, with
+// terminating pods draining, where DNS keeps a gone pod for up to its TTL and
+// drops a terminating one at once. Only how endpoints are found differs.
+func upstreamClusterVia(u Upstream, clusterDomain string, eds *corev3.ConfigSource) (*clusterv3.Cluster, error) {
 	name := UpstreamClusterName(u.Name, u.Namespace)
-	c, err := upstreamClusterSpec(name, u, clusterDomain)
+	c, err := upstreamClusterSpec(name, u, clusterDomain, eds)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q (upstream %s/%s): %w", name, u.Namespace, u.Name, err)
 	}
 	return validCluster(c)
 }
 
-func upstreamClusterSpec(name string, u Upstream, clusterDomain string) (*clusterv3.Cluster, error) {
+func upstreamClusterSpec(name string, u Upstream, clusterDomain string, eds *corev3.ConfigSource) (*clusterv3.Cluster, error) {
 	// A Target built by hand may lack the built-in defaults MergeTraffic applies.
 	tp := u.Target.Traffic
 	applyTrafficDefaults(&tp, u.Target.Protocol)
-	host := fmt.Sprintf("%s.%s.svc.%s", u.Name, u.Namespace, clusterDomain)
-	// The DNS settings use the cluster's own fields, deprecated in favour of the
-	// DnsCluster extension, because only recent Envoy releases have that extension
-	// and these fields still work (with a warning) on every v3 Envoy.
-	c := &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS},
-		LoadAssignment:       singleEndpoint(name, host, u.Target.ServicePort),
-		DnsRefreshRate:       durationpb.New(dnsRefreshRate),
-		RespectDnsTtl:        true,
-		DnsLookupFamily:      clusterv3.Cluster_V4_PREFERRED,
+	var c *clusterv3.Cluster
+	if eds != nil {
+		// service_name is the cluster's name, said explicitly so the EDS
+		// resource to send is named in the cluster itself.
+		c = &clusterv3.Cluster{
+			Name:                 name,
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+			EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: eds, ServiceName: name},
+		}
+	} else {
+		host := fmt.Sprintf("%s.%s.svc.%s", u.Name, u.Namespace, clusterDomain)
+		// The DNS settings use the cluster's own fields, deprecated in favour of the
+		// DnsCluster extension, because only recent Envoy releases have that extension
+		// and these fields still work (with a warning) on every v3 Envoy.
+		c = &clusterv3.Cluster{
+			Name:                 name,
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS},
+			LoadAssignment:       singleEndpoint(name, host, u.Target.ServicePort),
+			DnsRefreshRate:       durationpb.New(dnsRefreshRate),
+			RespectDnsTtl:        true,
+			DnsLookupFamily:      clusterv3.Cluster_V4_PREFERRED,
+		}
 	}
 	lb, ok := lbPolicies[tp.LoadBalancer]
 	if !ok {

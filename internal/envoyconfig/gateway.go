@@ -95,6 +95,9 @@ func BuildGateway(gw Gateway, opts Options) (*Resources, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
+	if err := checkDelivery(opts.Delivery); err != nil {
+		return nil, err
+	}
 	routes := slices.Clone(gw.Routes)
 	slices.SortFunc(routes, func(a, b GatewayRoute) int {
 		return cmp.Or(strings.Compare(a.Host, b.Host), cmp.Compare(len(b.Prefix), len(a.Prefix)), strings.Compare(a.Prefix, b.Prefix))
@@ -110,7 +113,7 @@ func BuildGateway(gw Gateway, opts Options) (*Resources, error) {
 	hasRoot := map[string]bool{}
 	clusters := map[string]*clusterv3.Cluster{}
 	for _, r := range routes {
-		route, c, err := gatewayRoute(r, opts.ClusterDomain)
+		route, c, err := gatewayRoute(r, opts.ClusterDomain, opts.Delivery.EDS)
 		if err != nil {
 			return nil, fmt.Errorf("gateway route %s: %w", r.label(), err)
 		}
@@ -159,9 +162,14 @@ func BuildGateway(gw Gateway, opts Options) (*Resources, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Resources{Bootstrap: boot, Listeners: []*listenerv3.Listener{listener}, Clusters: append(sorted, collector...)}
+	res := &Resources{Bootstrap: boot, BootstrapSecrets: opts.Delivery.Secrets, Listeners: []*listenerv3.Listener{listener}, Clusters: append(sorted, collector...)}
 	if res.Secrets, err = secretsFor(gw.Security); err != nil {
 		return nil, err
+	}
+	if opts.Delivery.EDS != nil {
+		if res.Endpoints, err = endpointsFor(res.Clusters, opts.Endpoints); err != nil {
+			return nil, err
+		}
 	}
 	return res.versioned()
 }
@@ -245,8 +253,9 @@ func gatewayMatch(prefix string) *routev3.RouteMatch {
 }
 
 // gatewayRoute is the route of r and, when its target exists, the target's
-// cluster: the same STRICT_DNS cluster a sidecar uses to call that MeshService.
-func gatewayRoute(r GatewayRoute, clusterDomain string) (*routev3.Route, *clusterv3.Cluster, error) {
+// cluster: the same cluster a sidecar uses to call that MeshService, STRICT_DNS
+// or, with eds, EDS.
+func gatewayRoute(r GatewayRoute, clusterDomain string, eds *corev3.ConfigSource) (*routev3.Route, *clusterv3.Cluster, error) {
 	match := gatewayMatch(r.Prefix)
 	if r.NotAllowed != "" {
 		body := fmt.Sprintf("envoymesh: %s\n", r.NotAllowed)
@@ -260,7 +269,7 @@ func gatewayRoute(r GatewayRoute, clusterDomain string) (*routev3.Route, *cluste
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := upstreamCluster(Upstream{Name: r.Name, Namespace: r.Namespace, Target: r.Target}, clusterDomain)
+	c, err := upstreamClusterVia(Upstream{Name: r.Name, Namespace: r.Namespace, Target: r.Target}, clusterDomain, eds)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -71,6 +71,9 @@ func ParseRendered(files map[string]string) (*Resources, error) {
 		}
 		res.Secrets = append(res.Secrets, secrets[0])
 	}
+	if res.FilesVersion, err = res.filesVersion(); err != nil {
+		return nil, err
+	}
 	return res, nil
 }
 

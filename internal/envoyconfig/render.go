@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"go.yaml.in/yaml/v2"
@@ -19,27 +21,77 @@ var marshalOptions = protojson.MarshalOptions{UseProtoNames: true}
 // Render writes res as the ConfigMap's files: the bootstrap, listeners and
 // clusters as the DiscoveryResponse files the bootstrap's FileDelivery watches,
 // each with res.Version as version_info, and each secret as the SDS file its TLS
-// contexts name. Files carry no endpoints and only the identity and trust
-// secrets, so a set with anything else is refused rather than delivered without it.
+// contexts name.
+//
+// Under ADSDelivery the ConfigMap carries only what Envoy reads from files: the
+// bootstrap and the SDS files, which the xDS channel's own TLS needs whether or
+// not the config has an identity (res.BootstrapSecrets). lds.yaml and cds.yaml
+// are not written (Listeners and Clusters stay nil, and ConfigVersion empty),
+// because Envoy gets them over ADS: were they written, every config change
+// would rewrite the ConfigMap for nothing. Which file is written follows the
+// bootstrap: a file for each of LDS and CDS that does not come over ADS. So
+// file delivery renders exactly as it did before ADS existed.
+//
+// Endpoints cannot be delivered as files and secrets other than the identity and
+// trust have no file, so a set with them is refused rather than delivered
+// without them, unless the bootstrap has an ADS server to deliver endpoints.
 func Render(res *Resources) (*Output, error) {
-	if len(res.Endpoints) > 0 {
+	if len(res.Endpoints) > 0 && res.Bootstrap.GetDynamicResources().GetAdsConfig() == nil {
 		return nil, fmt.Errorf("render: %d endpoints cannot be delivered as files", len(res.Endpoints))
 	}
 	bootYAML, err := toYAML(res.Bootstrap)
 	if err != nil {
 		return nil, fmt.Errorf("render bootstrap: %w", err)
 	}
-	lds, err := discoveryResponse(res.Listeners, res.Version)
-	if err != nil {
-		return nil, fmt.Errorf("render listeners: %w", err)
+	out := &Output{Bootstrap: bootYAML, BootstrapHash: res.BootstrapVersion}
+	if writesListeners(res.Bootstrap) {
+		if out.Listeners, err = discoveryResponse(res.Listeners, res.Version); err != nil {
+			return nil, fmt.Errorf("render listeners: %w", err)
+		}
+		out.ConfigVersion = res.Version
 	}
-	cds, err := discoveryResponse(res.Clusters, res.Version)
-	if err != nil {
-		return nil, fmt.Errorf("render clusters: %w", err)
+	if writesClusters(res.Bootstrap) {
+		if out.Clusters, err = discoveryResponse(res.Clusters, res.Version); err != nil {
+			return nil, fmt.Errorf("render clusters: %w", err)
+		}
+		out.ConfigVersion = res.Version
 	}
-	out := &Output{Bootstrap: bootYAML, Listeners: lds, Clusters: cds, ConfigVersion: res.Version, BootstrapHash: res.BootstrapVersion}
-	if err := renderSecrets(out, res.Secrets); err != nil {
+	secrets, err := withBootstrapSecrets(res.Secrets, res.BootstrapSecrets)
+	if err != nil {
 		return nil, err
+	}
+	if err := renderSecrets(out, secrets); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// writesListeners and writesClusters report whether Render writes lds.yaml and
+// cds.yaml for a bootstrap: unless Envoy gets them over ADS.
+func writesListeners(b *bootstrapv3.Bootstrap) bool {
+	return !isADS(b.GetDynamicResources().GetLdsConfig())
+}
+
+func writesClusters(b *bootstrapv3.Bootstrap) bool {
+	return !isADS(b.GetDynamicResources().GetCdsConfig())
+}
+
+// withBootstrapSecrets adds to secrets those of boot they do not name; one that
+// both name must be the same secret, as it becomes one file.
+func withBootstrapSecrets(secrets, boot []*tlsv3.Secret) ([]*tlsv3.Secret, error) {
+	if len(boot) == 0 {
+		return secrets, nil
+	}
+	out := slices.Clip(secrets)
+	for _, b := range boot {
+		i := slices.IndexFunc(secrets, func(s *tlsv3.Secret) bool { return s.GetName() == b.GetName() })
+		if i < 0 {
+			out = append(out, b)
+			continue
+		}
+		if !proto.Equal(secrets[i], b) {
+			return nil, fmt.Errorf("render: the bootstrap and the listeners and clusters name different secrets %q", b.GetName())
+		}
 	}
 	return out, nil
 }

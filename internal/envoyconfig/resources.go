@@ -27,21 +27,41 @@ type Resources struct {
 	// Secrets are the SDS resources: the identity and trust secrets when the
 	// Envoy has an identity (see Security), in that order. They name files the
 	// kubelet keeps fresh, so they only change when Security comes or goes.
+	// The TLS contexts read them from SDS files in the ConfigMap whatever the
+	// delivery, so an xDS snapshot may carry them but no Envoy asks for them.
 	Secrets []*tlsv3.Secret
-	// Endpoints are the EDS resources. No builder fills them yet: sidecars
-	// resolve upstreams by DNS.
+	// BootstrapSecrets are the SDS secrets the bootstrap's own clusters name
+	// (the xDS server's under ADSDelivery): files beside the bootstrap, which
+	// Render writes whatever Secrets holds, and never xDS resources.
+	BootstrapSecrets []*tlsv3.Secret
+	// Endpoints are the EDS resources: one load assignment per EDS cluster, in
+	// the clusters' order, filled when the delivery has EDS (see
+	// Options.Endpoints and WithEndpoints). Shared with the caller's input:
+	// they must not be modified.
 	Endpoints []*endpointv3.ClusterLoadAssignment
 
 	// Version is a hash of the deterministic proto encoding of the listeners,
-	// clusters, secrets and endpoints: the version_info Envoy reports once it
-	// loaded them. It is known before anything is rendered, so an unchanged set
-	// is recognised without rendering it. Secrets are in it, as one version
-	// covers a whole xDS snapshot; they change only with the listeners and
-	// clusters that name them, so they never move it alone.
+	// clusters and secrets: the version_info Envoy reports once it loaded them.
+	// It is known before anything is rendered, so an unchanged set is
+	// recognised without rendering it. Secrets are in it, as they are part of
+	// the same snapshot; they change only with the listeners and clusters that
+	// name them, so they never move it alone. Endpoints are not in it: an
+	// upstream's pods come and go far more often than its config changes, and
+	// an EDS push must neither resend listeners and clusters nor make every
+	// caller look out of sync; EndpointsVersion versions them.
 	Version string
+	// EndpointsVersion is the same kind of hash of the endpoints alone, the
+	// version of the snapshot's EDS resources; empty when there are none.
+	EndpointsVersion string
 	// BootstrapVersion is the same kind of hash of the bootstrap alone; the pod
 	// template carries it, so only a bootstrap change rolls the pods.
 	BootstrapVersion string
+	// FilesVersion identifies what Render writes, so a caller can skip
+	// rendering an unchanged ConfigMap: "<Version>/<BootstrapVersion>" with
+	// file delivery; under ADS, where the ConfigMap carries only the bootstrap
+	// and the SDS files, BootstrapVersion and the secrets' hash, so no
+	// listener, cluster or endpoint change rewrites it.
+	FilesVersion string
 }
 
 // deterministic is the encoding both versions hash: map entries sorted, so equal
@@ -50,19 +70,50 @@ var deterministic = proto.MarshalOptions{Deterministic: true}
 
 // versioned sets the versions of r from its content.
 func (r *Resources) versioned() (*Resources, error) {
-	dynamic := make([]proto.Message, 0, len(r.Listeners)+len(r.Clusters)+len(r.Secrets)+len(r.Endpoints))
+	dynamic := make([]proto.Message, 0, len(r.Listeners)+len(r.Clusters)+len(r.Secrets))
 	dynamic = appendMessages(dynamic, r.Listeners)
 	dynamic = appendMessages(dynamic, r.Clusters)
 	dynamic = appendMessages(dynamic, r.Secrets)
-	dynamic = appendMessages(dynamic, r.Endpoints)
 	var err error
 	if r.Version, err = versionOf(dynamic...); err != nil {
+		return nil, err
+	}
+	if r.EndpointsVersion, err = endpointsVersion(r.Endpoints); err != nil {
 		return nil, err
 	}
 	if r.BootstrapVersion, err = versionOf(r.Bootstrap); err != nil {
 		return nil, err
 	}
+	if r.FilesVersion, err = r.filesVersion(); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+func endpointsVersion(endpoints []*endpointv3.ClusterLoadAssignment) (string, error) {
+	if len(endpoints) == 0 {
+		return "", nil
+	}
+	return versionOf(appendMessages(make([]proto.Message, 0, len(endpoints)), endpoints)...)
+}
+
+// filesVersion is FilesVersion: Version when lds.yaml or cds.yaml is a file,
+// BootstrapVersion always, and a hash of the secrets when Version does not
+// cover the secrets Render writes (under ADS, or with bootstrap secrets).
+func (r *Resources) filesVersion() (string, error) {
+	listenersAsFiles := writesListeners(r.Bootstrap) || writesClusters(r.Bootstrap)
+	if listenersAsFiles && len(r.BootstrapSecrets) == 0 {
+		return r.Version + "/" + r.BootstrapVersion, nil
+	}
+	secrets := appendMessages(make([]proto.Message, 0, len(r.Secrets)+len(r.BootstrapSecrets)), r.Secrets)
+	secretsVersion, err := versionOf(appendMessages(secrets, r.BootstrapSecrets)...)
+	if err != nil {
+		return "", err
+	}
+	if listenersAsFiles {
+		return r.Version + "/" + r.BootstrapVersion + "/" + secretsVersion, nil
+	}
+	return r.BootstrapVersion + "/" + secretsVersion, nil
 }
 
 func appendMessages[M proto.Message](to []proto.Message, ms []M) []proto.Message {

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
 	"github.com/envoymesh/envoymesh-operator/api/v1alpha1"
@@ -76,8 +77,17 @@ type Options struct {
 	// ClusterDomain is the DNS suffix of Services, e.g. "cluster.local".
 	ClusterDomain string
 	// Delivery is where the bootstrap sends Envoy for its listeners and
-	// clusters; nil means FileDelivery.
+	// clusters; nil means FileDelivery. For a mesh whose delivery is XDS, it
+	// is ADSDelivery's, which also makes upstream clusters EDS clusters.
 	Delivery *Delivery
+	// Endpoints are the load assignments of EDS clusters by cluster name
+	// (UpstreamClusterName of the upstream MeshService), as
+	// ClusterLoadAssignment builds them; read only when Delivery has EDS.
+	// A cluster without one gets an empty assignment, so it still warms and
+	// fails fast rather than waiting for endpoints that never come. One map
+	// may serve every build: each takes only its own clusters' entries, and
+	// shares them without copying.
+	Endpoints map[string]*endpointv3.ClusterLoadAssignment
 }
 
 func (o Options) withDefaults() Options {
@@ -94,13 +104,18 @@ func (o Options) withDefaults() Options {
 // Output is the content of the Envoy's ConfigMap, rendered from Resources, plus
 // the versions the controller stamps on objects.
 type Output struct {
-	Bootstrap, Listeners, Clusters []byte // contents of envoy.yaml, lds.yaml, cds.yaml
+	// Bootstrap, Listeners and Clusters are the contents of envoy.yaml,
+	// lds.yaml and cds.yaml; Listeners and Clusters are nil under ADS, and
+	// then the ConfigMap has no such files (see Render).
+	Bootstrap, Listeners, Clusters []byte
 	// SDSIdentity and SDSTrust are the contents of sds-identity.yaml and
 	// sds-trust.yaml, the SDS files of the identity and trust secrets; empty
-	// without Security, and then the ConfigMap has no such files.
+	// without Security (and without ADS), and then the ConfigMap has no such
+	// files.
 	SDSIdentity, SDSTrust []byte
 	// ConfigVersion is Resources.Version, the version_info of lds.yaml and
-	// cds.yaml, so a sidecar's loaded version tells whether it runs the latest.
+	// cds.yaml, so a sidecar's loaded version tells whether it runs the
+	// latest; empty when neither is written (ADS).
 	ConfigVersion string
 	// BootstrapHash is Resources.BootstrapVersion; the pod template carries it
 	// so only a bootstrap change rolls the pods.
@@ -114,6 +129,9 @@ func BuildSidecar(svc Service, opts Options) (*Resources, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
+	if err := checkDelivery(opts.Delivery); err != nil {
+		return nil, err
+	}
 	ups := slices.Clone(svc.Upstreams)
 	slices.SortFunc(ups, func(a, b Upstream) int { return cmp.Compare(a.LocalPort, b.LocalPort) })
 
@@ -130,7 +148,7 @@ func BuildSidecar(svc Service, opts Options) (*Resources, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Resources{Bootstrap: boot, Listeners: []*listenerv3.Listener{inbound}}
+	res := &Resources{Bootstrap: boot, BootstrapSecrets: opts.Delivery.Secrets, Listeners: []*listenerv3.Listener{inbound}}
 	if res.Secrets, err = secretsFor(svc.Security); err != nil {
 		return nil, err
 	}
@@ -148,7 +166,7 @@ func BuildSidecar(svc Service, opts Options) (*Resources, error) {
 		if u.Target == nil {
 			continue
 		}
-		c, err := upstreamCluster(u, opts.ClusterDomain)
+		c, err := upstreamClusterVia(u, opts.ClusterDomain, opts.Delivery.EDS)
 		if err != nil {
 			return nil, err
 		}
@@ -159,6 +177,11 @@ func BuildSidecar(svc Service, opts Options) (*Resources, error) {
 		return nil, err
 	}
 	res.Clusters = append(res.Clusters, collector...)
+	if opts.Delivery.EDS != nil {
+		if res.Endpoints, err = endpointsFor(res.Clusters, opts.Endpoints); err != nil {
+			return nil, err
+		}
+	}
 	return res.versioned()
 }
 

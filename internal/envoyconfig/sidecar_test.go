@@ -107,9 +107,6 @@ func TestVersionFromTypedResources(t *testing.T) {
 		"listener": func(r *Resources) { r.Listeners[0].StatPrefix = "changed" },
 		"cluster":  func(r *Resources) { r.Clusters[0].Name = "changed" },
 		"secret":   func(r *Resources) { r.Secrets = append(r.Secrets, &tlsv3.Secret{Name: "identity"}) },
-		"endpoints": func(r *Resources) {
-			r.Endpoints = append(r.Endpoints, &endpointv3.ClusterLoadAssignment{ClusterName: "out.b.ns"})
-		},
 		// The same two listeners in another order are another config.
 		"order": func(r *Resources) { r.Listeners[0], r.Listeners[1] = r.Listeners[1], r.Listeners[0] },
 	}
@@ -131,6 +128,25 @@ func TestVersionFromTypedResources(t *testing.T) {
 			}
 		})
 	}
+	// Endpoints have their own version: an EDS push moves neither the
+	// listeners' and clusters' version nor the bootstrap's.
+	t.Run("endpoints", func(t *testing.T) {
+		r, err := BuildSidecar(richService(), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.EndpointsVersion != "" {
+			t.Errorf("EndpointsVersion %q without endpoints, want empty", r.EndpointsVersion)
+		}
+		r.Endpoints = append(r.Endpoints, &endpointv3.ClusterLoadAssignment{ClusterName: "out.b.ns"})
+		if _, err := r.versioned(); err != nil {
+			t.Fatal(err)
+		}
+		if r.EndpointsVersion == "" || r.Version != res.Version || r.BootstrapVersion != res.BootstrapVersion {
+			t.Errorf("versions %s/%s/%s, want only EndpointsVersion to move from %s/%s/%s",
+				r.Version, r.BootstrapVersion, r.EndpointsVersion, res.Version, res.BootstrapVersion, res.EndpointsVersion)
+		}
+	})
 	t.Run("bootstrap", func(t *testing.T) {
 		r, err := BuildSidecar(richService(), Options{})
 		if err != nil {
