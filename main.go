@@ -13,10 +13,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/envoymesh/envoymesh-operator/controllers"
 	"github.com/envoymesh/envoymesh-operator/internal/identity"
+	"github.com/envoymesh/envoymesh-operator/internal/metricsauth"
 	"github.com/envoymesh/envoymesh-operator/internal/prober"
 )
 
@@ -27,8 +27,8 @@ var setupLog = ctrl.Log.WithName("setup")
 
 func main() {
 	var (
-		metricsAddr, probeAddr      string
-		pprofAddr                   string
+		metrics                     metricsauth.Flags
+		probeAddr, pprofAddr        string
 		enableLeaderElection        bool
 		envoyImage, clusterDomain   string
 		maxConcurrentReconciles     int
@@ -40,7 +40,7 @@ func main() {
 		probeConcurrency            int
 		trustDomain, caSecret       string
 	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "The address the metric endpoint binds to.")
+	metricsauth.BindFlags(flag.CommandLine, &metrics)
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "0",
 		"The address Go's pprof endpoints bind to, for profiling the manager; \"0\" disables them.")
@@ -83,7 +83,7 @@ func main() {
 
 	mgr, err := controllers.NewManager(cfg, controllers.ManagerOptions{
 		Manager: ctrl.Options{
-			Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+			Metrics:                metricsauth.ServerOptions(metrics),
 			HealthProbeBindAddress: probeAddr,
 			PprofBindAddress:       pprofAddr,
 			LeaderElection:         enableLeaderElection,
@@ -104,7 +104,8 @@ func main() {
 		os.Exit(1)
 	}
 
-	setupLog.Info("starting manager", "envoyImage", envoyImage, "clusterDomain", clusterDomain, "watchNamespaces", watchNamespaces)
+	setupLog.Info("starting manager", "envoyImage", envoyImage, "clusterDomain", clusterDomain, "watchNamespaces", watchNamespaces,
+		"metricsBindAddress", metrics.BindAddress, "metricsSecure", metrics.Secure)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		setupLog.Error(err, "problem running manager")
 		os.Exit(1)

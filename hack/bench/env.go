@@ -147,6 +147,10 @@ func startManager(o options, p *plane, label string, waitFor ...string) (*manage
 	m.pprofAddr = "127.0.0.1:" + strconv.Itoa(pprofPort)
 	args := append([]string{
 		"--metrics-bind-address=" + m.metricsAddr,
+		// Plain HTTP on loopback: a secure scrape would add the manager's own
+		// TokenReview and SubjectAccessReview to the API requests it counts
+		// (rest_client_requests_total), which the runs report.
+		"--metrics-secure=false",
 		"--pprof-bind-address=" + m.pprofAddr,
 		"--health-probe-bind-address=0",
 		"--leader-elect=false",
