@@ -7,9 +7,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+	"github.com/envoymesh/envoymesh-operator/internal/objects"
 )
 
 // Condition reasons.
@@ -71,9 +73,12 @@ func findUpstreamStatus(list []meshv1alpha1.UpstreamStatus, key types.Namespaced
 
 func (b *statusBuilder) configVersion(v string) { b.status.ConfigVersion = v }
 
-// deployment reports the Deployment's replicas and returns its readiness.
+// deployment reports the Deployment's replicas and the selector of its pods,
+// and returns its readiness. replicas and selector are what the scale
+// subresource shows: a HorizontalPodAutoscaler finds the pods by the selector.
 func (b *statusBuilder) deployment(dep *appsv1.Deployment) deploymentState {
 	d := deploymentReadiness(dep)
+	b.status.Selector = labels.SelectorFromSet(objects.SelectorLabels(b.ms)).String()
 	if d.found {
 		b.status.Replicas = d.replicas
 		b.status.ReadyReplicas = d.readyReplicas
