@@ -194,7 +194,9 @@ func TestCSVListing(t *testing.T) {
 // TestInstallHonorsOperatorGroup: every install mode is offered, the manager
 // watches what OLM says the OperatorGroup targets, and it is granted permissions
 // only there (namespaced permissions, which OLM grants in each target namespace
-// and cluster-wide only for AllNamespaces).
+// and cluster-wide only for AllNamespaces). The one cluster-wide grant is the
+// metrics endpoint's (config/rbac/metrics_auth_role.yaml): TokenReviews and
+// SubjectAccessReviews are cluster-scoped kinds.
 func TestInstallHonorsOperatorGroup(t *testing.T) {
 	csv := loadBundle(t).CSV
 	modes := map[operatorsv1alpha1.InstallModeType]bool{}
@@ -224,8 +226,14 @@ func TestInstallHonorsOperatorGroup(t *testing.T) {
 	}
 
 	perms := csv.Spec.InstallStrategy.StrategySpec
-	if len(perms.ClusterPermissions) != 0 {
-		t.Errorf("CSV asks for cluster-wide permissions %v; the manager needs only namespaced ones", perms.ClusterPermissions)
+	var metricsAuth rbacv1.ClusterRole
+	readInto(t, filepath.Join(repoRoot, "config", "rbac", "metrics_auth_role.yaml"), &metricsAuth)
+	wantCluster := []operatorsv1alpha1.StrategyDeploymentPermissions{{
+		ServiceAccountName: dep.Spec.Template.Spec.ServiceAccountName, Rules: metricsAuth.Rules,
+	}}
+	if !equality.Semantic.DeepEqual(perms.ClusterPermissions, wantCluster) {
+		t.Errorf("CSV asks for cluster-wide permissions %v; the manager needs only config/rbac/metrics_auth_role.yaml's %v",
+			perms.ClusterPermissions, wantCluster)
 	}
 	var granted []rbacv1.PolicyRule
 	for _, p := range perms.Permissions {
