@@ -139,8 +139,9 @@ func TestGoldenFilesLoad(t *testing.T) {
 	}
 	// seed/service-a,b,c, features, gateway and gateway-hosts; under security/
 	// each mode's lds.yaml, the egress caller and the gateway; under
-	// observability/ each case's lds.yaml (and cds.yaml when it traces).
-	if want := 6 + len(securityGoldenCases) + 2 + len(observabilityGoldenCases); len(dirs) != want {
+	// observability/ each case's lds.yaml (and cds.yaml when it traces); under
+	// xds/ service-a and the gateway.
+	if want := 6 + len(securityGoldenCases) + 2 + len(observabilityGoldenCases) + 2; len(dirs) != want {
 		t.Fatalf("found %d golden directories, want %d: %v", len(dirs), want, dirs)
 	}
 	for _, lds := range dirs {

@@ -104,8 +104,9 @@ func TestFastYAMLGoldenFiles(t *testing.T) {
 	files = append(files, more...)
 	// 6 directories of 3 files before identities; under security/, one lds.yaml
 	// per mode and 5 files each for the egress caller and the gateway; under
-	// observability/, lds.yaml per case and cds.yaml per case that traces.
-	want := 18 + len(securityGoldenCases) + 2*5
+	// observability/, lds.yaml per case and cds.yaml per case that traces;
+	// under xds/, 6 files each for service-a and the gateway.
+	want := 18 + len(securityGoldenCases) + 2*5 + 2*6
 	for _, tc := range observabilityGoldenCases {
 		want++
 		if tc.obs.Tracing != nil {
