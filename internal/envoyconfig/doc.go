@@ -39,4 +39,15 @@
 // OpenTelemetry tracer is on every HTTP connection manager and exports over gRPC
 // to the otel-collector cluster in cds. The zero value changes nothing. See
 // docs/observability.md.
+//
+// Delivery (Options.Delivery) is FileDelivery by default: the bootstrap watches
+// lds.yaml and cds.yaml in the ConfigMap. ADSDelivery, for a mesh whose
+// delivery is XDS, points the bootstrap at the manager's xDS Service instead:
+// one ADS stream over HTTP/2 and mutual TLS (the Pod Certificate, through the
+// same SDS files, against the manager's SPIFFE ID), and upstream clusters
+// become EDS clusters whose endpoints the build takes from Options.Endpoints,
+// built by ClusterLoadAssignment from EndpointSlices. The same Resources feed
+// the ConfigMap (Render: under ADS only the bootstrap and the SDS files) and
+// the xDS snapshot (Listeners, Clusters at Version, Endpoints at
+// EndpointsVersion); WithEndpoints re-versions new endpoints without a rebuild.
 package envoyconfig

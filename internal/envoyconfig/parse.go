@@ -26,7 +26,9 @@ import (
 // identity has none), and a file Render never writes is refused. Version is
 // the version_info of lds.yaml and cds.yaml, which must agree; BootstrapVersion
 // is computed from the bootstrap, as the rendered files do not carry it.
-// Endpoints stay empty: Render writes none.
+// Endpoints stay empty: Render writes none. It reads file-delivered configs
+// only: under ADS the ConfigMap has no lds.yaml or cds.yaml, and is refused
+// for want of them (the listeners and clusters are in the xDS snapshot).
 func ParseRendered(files map[string]string) (*Resources, error) {
 	for name := range files {
 		if !slices.Contains([]string{BootstrapFile, ListenersFile, ClustersFile, SDSIdentityFile, SDSTrustFile}, name) {
