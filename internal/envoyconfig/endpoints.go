@@ -20,7 +20,7 @@ import (
 //   - Health follows the slice's conditions as Kubernetes defines them (nil
 //     ready and serving mean true, nil terminating false): an endpoint that is
 //     ready, serving and not terminating is HEALTHY; every other one is
-//     DRAINING, as the issue asks for terminating and not-serving endpoints
+//     DRAINING, as issue 17 asks for terminating and not-serving endpoints
 //     alike. Envoy sends no new requests to a DRAINING host but keeps it and
 //     its connections, so a terminating pod finishes what it has (where DNS
 //     drops it at once), and a pod that is starting or failing its readiness
