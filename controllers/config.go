@@ -7,14 +7,16 @@ import (
 	"github.com/envoymesh/envoymesh-operator/internal/envoyconfig"
 )
 
-// envoyConfigMap is an Envoy's ConfigMap as an ownedObject. Its version is the
-// typed set's (and the owner's UID, which the owner reference carries), so a
+// envoyConfigMap is an Envoy's ConfigMap as an ownedObject. Its version is that
+// of the files it holds (and the owner's UID, which the owner reference
+// carries): under ADS the bootstrap's alone, as listeners and clusters go over
+// xDS, not into the ConfigMap. So a
 // reconcile whose set did not change neither renders nor sends it; render turns
 // the rendered files into the ConfigMap.
 func envoyConfigMap(owner client.Object, name string, res *envoyconfig.Resources, render func(*envoyconfig.Output) *corev1.ConfigMap) ownedObject {
 	existing := configMapMeta()
 	existing.Namespace, existing.Name = owner.GetNamespace(), name
-	version := res.Version + "/" + res.BootstrapVersion + "/" + string(owner.GetUID())
+	version := res.FilesVersion + "/" + string(owner.GetUID())
 	return ownedVersioned("ConfigMap", existing, version, func() (client.Object, error) {
 		files, err := envoyconfig.Render(res)
 		if err != nil {

@@ -15,24 +15,26 @@ func ConfigMap(ms *meshv1alpha1.MeshService, cfg *envoyconfig.Output) *corev1.Co
 }
 
 // envoyConfigMap is the ConfigMap an Envoy mounts at envoyconfig.MountPath,
-// annotated with the version of its listeners and clusters. The SDS files are
-// written only when rendered, so a config without identity keeps exactly its
-// three files.
+// annotated with the version of its listeners and clusters. Only rendered files
+// are written: a config without identity keeps exactly its three files, and an
+// ADS-delivered one holds the bootstrap (and its SDS files) alone, its listeners
+// and clusters coming over xDS.
 func envoyConfigMap(meta metav1.ObjectMeta, cfg *envoyconfig.Output) *corev1.ConfigMap {
 	cm := &corev1.ConfigMap{
 		TypeMeta:   typeMeta("v1", "ConfigMap"),
 		ObjectMeta: meta,
-		Data: map[string]string{
-			envoyconfig.BootstrapFile: string(cfg.Bootstrap),
-			envoyconfig.ListenersFile: string(cfg.Listeners),
-			envoyconfig.ClustersFile:  string(cfg.Clusters),
-		},
+		Data:       map[string]string{envoyconfig.BootstrapFile: string(cfg.Bootstrap)},
 	}
-	for name, data := range map[string][]byte{envoyconfig.SDSIdentityFile: cfg.SDSIdentity, envoyconfig.SDSTrustFile: cfg.SDSTrust} {
+	for name, data := range map[string][]byte{
+		envoyconfig.ListenersFile: cfg.Listeners, envoyconfig.ClustersFile: cfg.Clusters,
+		envoyconfig.SDSIdentityFile: cfg.SDSIdentity, envoyconfig.SDSTrustFile: cfg.SDSTrust,
+	} {
 		if len(data) > 0 {
 			cm.Data[name] = string(data)
 		}
 	}
-	cm.Annotations = map[string]string{ConfigVersionAnnotation: cfg.ConfigVersion}
+	if cfg.ConfigVersion != "" {
+		cm.Annotations = map[string]string{ConfigVersionAnnotation: cfg.ConfigVersion}
+	}
 	return cm
 }
