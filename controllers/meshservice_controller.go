@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -68,6 +69,7 @@ type MeshServiceReconciler struct {
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile converges one MeshService.
@@ -118,14 +120,24 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		owned(objects.Service(ms), &corev1.Service{}),
 		owned(objects.Deployment(ms, sidecar, cfg.BootstrapVersion, meshv1alpha1.HasIdentity(mesh)), &appsv1.Deployment{}),
 	)
-	strict := meshv1alpha1.MTLSModeOf(mesh) == meshv1alpha1.MTLSStrict
-	if strict {
+	// What is no longer wanted goes once the rest is applied, if it is ours.
+	var unwanted []client.Object
+	if meshv1alpha1.MTLSModeOf(mesh) == meshv1alpha1.MTLSStrict {
 		objs = append(objs, owned(objects.NetworkPolicy(ms), &networkingv1.NetworkPolicy{}))
+	} else {
+		unwanted = append(unwanted, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ms.Namespace, Name: ms.Name}})
+	}
+	if ms.Spec.Disruption != nil {
+		objs = append(objs, owned(objects.PodDisruptionBudget(ms), &policyv1.PodDisruptionBudget{}))
+	} else {
+		unwanted = append(unwanted, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ms.Namespace, Name: objects.PodDisruptionBudgetName(ms)}})
 	}
 	applyErr := applyAllOwned(ctx, r.Client, &r.applied, ms, objs)
-	if applyErr == nil && !strict {
-		// Not Strict (any more): the NetworkPolicy goes, if it is ours.
-		applyErr = deleteControlled(ctx, r.Client, ms, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ms.Namespace, Name: ms.Name}})
+	for _, obj := range unwanted {
+		if applyErr != nil {
+			break
+		}
+		applyErr = deleteControlled(ctx, r.Client, ms, obj)
 	}
 	var notOwned *errNotOwned
 	switch {
@@ -311,6 +323,7 @@ func (r *MeshServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Service{}, builder.WithPredicates(notCreated)).
 		Owns(&corev1.ServiceAccount{}, builder.WithPredicates(notCreated)).
 		Owns(&networkingv1.NetworkPolicy{}, builder.WithPredicates(notCreated)).
+		Owns(&policyv1.PodDisruptionBudget{}, builder.WithPredicates(notCreated)).
 		// ConfigMaps are watched as metadata only: we write their data and
 		// never read it back, and the API server need not send it to us.
 		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata, builder.WithPredicates(notCreated)).

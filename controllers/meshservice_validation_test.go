@@ -5,6 +5,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
@@ -128,7 +129,30 @@ var _ = Describe("MeshService validation", func() {
 		Entry("unknown sidecar logLevel", func(ms *meshv1alpha1.MeshService) {
 			ms.Spec.Sidecar = &meshv1alpha1.SidecarSettings{LogLevel: "loud"}
 		}, "spec.sidecar.logLevel", "supported values"),
+		Entry("disruption with both bounds", func(ms *meshv1alpha1.MeshService) {
+			ms.Spec.Disruption = &meshv1alpha1.Disruption{MaxUnavailable: intOrString(1), MinAvailable: intOrString(1)}
+		}, "spec.disruption", "exactly one of maxUnavailable and minAvailable"),
+		Entry("disruption with neither bound", func(ms *meshv1alpha1.MeshService) {
+			ms.Spec.Disruption = &meshv1alpha1.Disruption{}
+		}, "spec.disruption", "exactly one of maxUnavailable and minAvailable"),
+		Entry("negative disruption.maxUnavailable", func(ms *meshv1alpha1.MeshService) {
+			ms.Spec.Disruption = &meshv1alpha1.Disruption{MaxUnavailable: intOrString(-1)}
+		}, "spec.disruption.maxUnavailable", "a number ≥ 0 or a percentage"),
+		Entry("disruption.minAvailable neither a number nor a percentage", func(ms *meshv1alpha1.MeshService) {
+			ms.Spec.Disruption = &meshv1alpha1.Disruption{MinAvailable: intOrString("half")}
+		}, "spec.disruption.minAvailable", "a number ≥ 0 or a percentage"),
 	)
+
+	It("accepts a disruption bound as a number or a percentage", func() {
+		for name, d := range map[string]meshv1alpha1.Disruption{
+			"max-number":  {MaxUnavailable: intOrString(0)},
+			"min-percent": {MinAvailable: intOrString("50%")},
+		} {
+			ms := meshService(ns, name, 8080, 15006)
+			ms.Spec.Disruption = &d
+			Expect(k8sClient.Create(ctx, ms)).To(Succeed(), name)
+		}
+	})
 
 	It("accepts traffic.timeout 0s (no timeout) and another mesh's gateway name", func() {
 		ms := meshService(ns, "default-gateway", 8080, 15006)
@@ -157,3 +181,36 @@ var _ = Describe("MeshService validation", func() {
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
 	})
 })
+
+// spec.gateway.disruption carries the same rules as a MeshService's.
+var _ = Describe("Gateway disruption validation", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	DescribeTable("rejects",
+		func(d meshv1alpha1.Disruption, field, message string) {
+			mesh := seedServiceMesh(ns)
+			mesh.Spec.Gateway.Disruption = &d
+			err := k8sClient.Create(ctx, mesh)
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
+			Expect(err.Error()).To(ContainSubstring(field))
+			Expect(err.Error()).To(ContainSubstring(message))
+		},
+		Entry("both bounds", meshv1alpha1.Disruption{MaxUnavailable: intOrString("10%"), MinAvailable: intOrString(1)},
+			"spec.gateway.disruption", "exactly one of maxUnavailable and minAvailable"),
+		Entry("neither bound", meshv1alpha1.Disruption{},
+			"spec.gateway.disruption", "exactly one of maxUnavailable and minAvailable"),
+		Entry("a malformed percentage", meshv1alpha1.Disruption{MaxUnavailable: intOrString("10 %")},
+			"spec.gateway.disruption.maxUnavailable", "a number ≥ 0 or a percentage"),
+	)
+})
+
+// intOrString is an IntOrString of an int or a string.
+func intOrString[T int | string](v T) *intstr.IntOrString {
+	switch v := any(v).(type) {
+	case int:
+		return ptr.To(intstr.FromInt(v))
+	default:
+		return ptr.To(intstr.FromString(v.(string)))
+	}
+}

@@ -31,13 +31,14 @@ func loadClusterRole(t interface{ Fatalf(string, ...any) }) *rbacv1.ClusterRole 
 // own name may be signed for and attested.
 func TestClusterRoleIsLeastPrivilege(t *testing.T) {
 	want := map[string][]string{
-		"/configmaps":                       {"create", "delete", "get", "list", "patch", "watch"},
-		"/services":                         {"create", "delete", "get", "list", "patch", "watch"},
-		"/pods":                             {"get", "list", "watch"},
-		"/serviceaccounts":                  {"create", "get", "list", "patch", "watch"},
-		"networking.k8s.io/networkpolicies": {"create", "delete", "get", "list", "patch", "watch"},
-		"monitoring.coreos.com/podmonitors": {"create", "delete", "get", "list", "patch", "watch"},
-		"certificates.k8s.io/podcertificaterequests":              {"get", "list", "watch"},
+		"/configmaps":                                {"create", "delete", "get", "list", "patch", "watch"},
+		"/services":                                  {"create", "delete", "get", "list", "patch", "watch"},
+		"/pods":                                      {"get", "list", "watch"},
+		"/serviceaccounts":                           {"create", "get", "list", "patch", "watch"},
+		"networking.k8s.io/networkpolicies":          {"create", "delete", "get", "list", "patch", "watch"},
+		"policy/poddisruptionbudgets":                {"create", "delete", "get", "list", "patch", "watch"},
+		"monitoring.coreos.com/podmonitors":          {"create", "delete", "get", "list", "patch", "watch"},
+		"certificates.k8s.io/podcertificaterequests": {"get", "list", "watch"},
 		"certificates.k8s.io/podcertificaterequests/status":       {"update"},
 		"certificates.k8s.io/clustertrustbundles":                 {"create", "delete", "get", "list", "patch", "watch"},
 		"certificates.k8s.io/signers[mesh.envoymesh.io/identity]": {"attest", "sign"},

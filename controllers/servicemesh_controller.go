@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -265,7 +266,7 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 		return nil, &failure{reason: ReasonInvalidConfig, message: err.Error()}, nil
 	}
 	sidecar := objects.ResolveSidecar(r.DefaultSidecar, mesh.Spec.Sidecar)
-	err = applyAllOwned(ctx, r.Client, &r.applied, mesh, []ownedObject{
+	objs := []ownedObject{
 		// First: the gateway's pods run as it. Disabling the gateway leaves it
 		// (it holds nothing); deleting the mesh collects it.
 		owned(objects.GatewayServiceAccount(mesh), &corev1.ServiceAccount{}),
@@ -276,7 +277,16 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 		// Before the pods: they are never reachable beyond the listener and status port.
 		owned(objects.GatewayNetworkPolicy(mesh), &networkingv1.NetworkPolicy{}),
 		owned(objects.GatewayDeployment(mesh, sidecar, cfg.BootstrapVersion), &appsv1.Deployment{}),
-	})
+	}
+	wantPDB := mesh.Spec.Gateway.Disruption != nil
+	if wantPDB {
+		objs = append(objs, owned(objects.GatewayPodDisruptionBudget(mesh), &policyv1.PodDisruptionBudget{}))
+	}
+	err = applyAllOwned(ctx, r.Client, &r.applied, mesh, objs)
+	if err == nil && !wantPDB {
+		// No budget (any more): the PodDisruptionBudget goes, if it is ours.
+		err = deleteControlled(ctx, r.Client, mesh, gatewayPodDisruptionBudget(mesh))
+	}
 	var notOwned *errNotOwned
 	switch {
 	case errors.As(err, &notOwned):
@@ -354,6 +364,7 @@ func (r *ServiceMeshReconciler) deleteGateway(ctx context.Context, mesh *meshv1a
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: mesh.Namespace, Name: objects.GatewayName(mesh)}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: mesh.Namespace, Name: objects.GatewayName(mesh)}},
 		&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: mesh.Namespace, Name: objects.GatewayNetworkPolicyName(mesh)}},
+		gatewayPodDisruptionBudget(mesh),
 		&metav1.PartialObjectMetadata{TypeMeta: configMapMeta().TypeMeta,
 			ObjectMeta: metav1.ObjectMeta{Namespace: mesh.Namespace, Name: objects.GatewayConfigMapName(mesh)}},
 	} {
@@ -362,6 +373,12 @@ func (r *ServiceMeshReconciler) deleteGateway(ctx context.Context, mesh *meshv1a
 		}
 	}
 	return nil
+}
+
+// gatewayPodDisruptionBudget is an empty PodDisruptionBudget named as the
+// gateway's, for deleteControlled.
+func gatewayPodDisruptionBudget(mesh *meshv1alpha1.ServiceMesh) *policyv1.PodDisruptionBudget {
+	return &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: mesh.Namespace, Name: objects.GatewayPodDisruptionBudgetName(mesh)}}
 }
 
 // meshesOf enqueues the mesh a MeshService names and every mesh routing to it.
@@ -406,6 +423,7 @@ func (r *ServiceMeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Service{}).
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&networkingv1.NetworkPolicy{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
 		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata).
 		// A foreign object blocking one of the gateway's names may go away at any
 		// time; its deletion is what lets the blocked mesh converge.

@@ -3,6 +3,7 @@ package objects
 import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -112,6 +113,21 @@ func GatewayDeployment(mesh *meshv1alpha1.ServiceMesh, sc Sidecar, bootstrapHash
 			},
 		},
 	}
+}
+
+// GatewayPodDisruptionBudgetName is the name of the PodDisruptionBudget of a
+// mesh's gateway pods.
+func GatewayPodDisruptionBudgetName(mesh *meshv1alpha1.ServiceMesh) string { return GatewayName(mesh) }
+
+// GatewayPodDisruptionBudget bounds the voluntary disruptions of a mesh's
+// gateway pods by spec.gateway.disruption. The caller writes it only while the
+// gateway is enabled and spec.gateway.disruption is set.
+func GatewayPodDisruptionBudget(mesh *meshv1alpha1.ServiceMesh) *policyv1.PodDisruptionBudget {
+	var d *meshv1alpha1.Disruption
+	if mesh.Spec.Gateway != nil {
+		d = mesh.Spec.Gateway.Disruption
+	}
+	return podDisruptionBudget(gatewayMeta(mesh, GatewayPodDisruptionBudgetName(mesh)), GatewaySelectorLabels(mesh), d)
 }
 
 // gatewayLabels go on every object written for a mesh's gateway.
