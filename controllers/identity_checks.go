@@ -89,8 +89,8 @@ func judge(req *certificatesv1.PodCertificateRequest, f requestFacts, trustDomai
 		return denied(DenyNotAMember, "pod %s/%s belongs to no MeshService and to no mesh gateway", pod.Namespace, pod.Name)
 	case pod.Spec.ServiceAccountName != f.member.serviceAccount:
 		return denied(DenyNotAMember, "pod %s/%s runs as ServiceAccount %q, but %s runs as %q", pod.Namespace, pod.Name, pod.Spec.ServiceAccountName, f.member.owner, f.member.serviceAccount)
-	case !meshv1alpha1.HasIdentity(f.member.mesh):
-		return denied(DenyMTLSDisabled, "%s is in ServiceMesh %s, whose spec.mtls.mode is Disabled", f.member.owner, f.member.mesh.Name)
+	case !meshv1alpha1.NeedsCertificate(f.member.mesh):
+		return denied(DenyMTLSDisabled, "%s is in ServiceMesh %s, whose spec.mtls.mode is Disabled (and whose delivery is not XDS)", f.member.owner, f.member.mesh.Name)
 	}
 	proj := podCertificateProjection(pod)
 	if proj == nil {

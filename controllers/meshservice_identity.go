@@ -31,10 +31,11 @@ const (
 const serviceAccountIndex = "identity.serviceAccount"
 
 // identityStatus is who a MeshService's pods are: the ServiceAccount always, the
-// SPIFFE ID only when the mesh gives them certificates.
+// SPIFFE ID only when the mesh gives them certificates (for mTLS, or for the
+// ADS stream of an XDS mesh).
 func identityStatus(ms *meshv1alpha1.MeshService, mesh *meshv1alpha1.ServiceMesh, trustDomain string) *meshv1alpha1.IdentityStatus {
 	id := &meshv1alpha1.IdentityStatus{ServiceAccount: objects.ServiceAccountName(ms)}
-	if meshv1alpha1.HasIdentity(mesh) {
+	if meshv1alpha1.NeedsCertificate(mesh) {
 		id.SPIFFEID = identity.SPIFFEID(trustDomain, ms.Namespace, id.ServiceAccount)
 	}
 	return id

@@ -188,8 +188,16 @@ func MTLSModeOf(mesh *ServiceMesh) MTLSMode {
 	return mesh.Spec.MTLS.Mode
 }
 
-// HasIdentity reports whether the mesh's pods get certificates.
+// HasIdentity reports whether the mesh's pods present certificates to each
+// other: whether its mTLS mode is not Disabled.
 func HasIdentity(mesh *ServiceMesh) bool { return MTLSModeOf(mesh) != MTLSDisabled }
+
+// NeedsCertificate reports whether the mesh's pods get a Pod Certificate: for
+// mTLS, or to authenticate their ADS stream when delivery is XDS (even with
+// mTLS Disabled).
+func NeedsCertificate(mesh *ServiceMesh) bool {
+	return HasIdentity(mesh) || DeliveryModeOf(mesh) == DeliveryXDS
+}
 
 // Gateway is the mesh's front Envoy.
 type Gateway struct {
