@@ -115,9 +115,11 @@ func (s *Server) serve(ctx context.Context, lis net.Listener, cache cachev3.Cach
 		// its stream closed; Envoy's own keepalives are allowed.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		// A write buffer only while writing: a thousand idle streams should
-		// not each pin 32 KiB.
+		// A thousand mostly idle streams should not each pin 64 KiB of
+		// buffers: write buffers only while writing, and a read buffer sized
+		// for discovery requests (a node and a few names), not for bulk.
 		grpc.SharedWriteBuffer(true),
+		grpc.ReadBufferSize(8<<10),
 	)
 	discoveryservice.RegisterAggregatedDiscoveryServiceServer(g, xds)
 	clusterservice.RegisterClusterDiscoveryServiceServer(g, xds)
