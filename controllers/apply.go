@@ -6,14 +6,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/envoymesh/envoymesh-operator/internal/objects"
 )
@@ -25,6 +29,9 @@ const FieldOwner = "envoymesh-operator"
 // the resource we reconcile; we leave it as it was.
 type errNotOwned struct {
 	kind, name string
+	// unseen: the cache holds its kind only with our label, so it may not be
+	// cached, and no event need come when it is deleted (see retryBlocked).
+	unseen bool
 }
 
 func (e *errNotOwned) Error() string {
@@ -86,42 +93,62 @@ func (e errConflicts) Unwrap() []error {
 	return errs
 }
 
+// lookup reads what exists under o's name into o.existing, and says whether
+// anything does. It reads c (the cache) first. The cache holds the kinds we write
+// only with objects.ManagedByLabel (cacheOptions), so for those a miss may hide a
+// foreign object of our name: then, when live is set, the API server decides.
+// While our objects exist and carry the label, reconciles read only the cache;
+// an object not yet created costs one live GET, by the reconcile that creates it.
+func lookup(ctx context.Context, c, live client.Reader, o ownedObject) (bool, error) {
+	err := c.Get(ctx, o.key(), o.existing)
+	if apierrors.IsNotFound(err) && live != nil && cachedByLabel(o.existing) {
+		err = live.Get(ctx, o.key(), o.existing)
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
+}
+
 // checkOwned looks up every object before any is applied and returns
 // errConflicts naming those that exist and owner does not control. The objects
 // of one owner reference each other (a Deployment mounts its ConfigMap), so one
-// foreign object must hold back all of them.
-func checkOwned(ctx context.Context, c client.Reader, owner client.Object, objs []ownedObject) error {
+// foreign object must hold back all of them. Without a conflict, found tells for
+// each object whether it exists (then its existing holds it).
+func checkOwned(ctx context.Context, c, live client.Reader, owner client.Object, objs []ownedObject) (found []bool, err error) {
 	var conflicts errConflicts
-	for _, o := range objs {
-		err := c.Get(ctx, o.key(), o.existing)
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			return err
-		case !metav1.IsControlledBy(o.existing, owner):
-			conflicts = append(conflicts, &errNotOwned{kind: o.kind, name: o.key().Name})
+	found = make([]bool, len(objs))
+	for i, o := range objs {
+		if found[i], err = lookup(ctx, c, live, o); err != nil {
+			return nil, err
+		}
+		if found[i] && !metav1.IsControlledBy(o.existing, owner) {
+			conflicts = append(conflicts, &errNotOwned{kind: o.kind, name: o.key().Name, unseen: cachedByLabel(o.existing)})
 		}
 	}
 	if len(conflicts) > 0 {
-		return conflicts
+		return nil, conflicts
 	}
-	return nil
+	return found, nil
 }
 
 // applyAllOwned applies every object, or none of them when checkOwned finds a
-// conflict: the error then holds an *errNotOwned for each.
+// conflict: the error then holds an *errNotOwned for each, and when one of them
+// may be deleted unseen, owner is marked blocked in applied (see retryBlocked).
 func applyAllOwned(ctx context.Context, c client.Client, applied *appliedVersions, owner client.Object, objs []ownedObject) error {
-	if err := checkOwned(ctx, c, owner, objs); err != nil {
+	found, err := checkOwned(ctx, c, applied.live, owner, objs)
+	var conflicts errConflicts
+	if errors.As(err, &conflicts) && slices.ContainsFunc(conflicts, func(e *errNotOwned) bool { return e.unseen }) {
+		applied.block(client.ObjectKeyFromObject(owner))
+	}
+	if err != nil {
 		return err
 	}
-	for _, o := range objs {
-		err := applyOwned(ctx, c, applied, owner, o)
-		var notOwned *errNotOwned
-		switch {
-		case errors.As(err, &notOwned):
-			// Created between the check and the apply; the next reconcile holds all back.
-			return err
-		case err != nil:
+	for i, o := range objs {
+		if err := applyChecked(ctx, c, applied, owner, o, found[i]); err != nil {
 			return fmt.Errorf("applying %s %s: %w", o.kind, o.key().Name, err)
 		}
 	}
@@ -129,20 +156,25 @@ func applyAllOwned(ctx context.Context, c client.Client, applied *appliedVersion
 }
 
 // applyOwned server-side-applies o unless an object of its name exists that
-// owner does not control. The apply sends only what the builders set
-// (objects.ApplyBody), and is skipped when applied shows it would change nothing:
-// by o's version, before o is built, or else by a hash of the body.
+// owner does not control (lookup finds it).
 func applyOwned(ctx context.Context, c client.Client, applied *appliedVersions, owner client.Object, o ownedObject) error {
-	existing := o.existing
-	err := c.Get(ctx, o.key(), existing)
-	switch {
-	case err == nil:
-		if !metav1.IsControlledBy(existing, owner) {
-			return &errNotOwned{kind: o.kind, name: o.key().Name}
-		}
-	case client.IgnoreNotFound(err) != nil:
+	found, err := lookup(ctx, c, applied.live, o)
+	if err != nil {
 		return err
-	default:
+	}
+	if found && !metav1.IsControlledBy(o.existing, owner) {
+		return &errNotOwned{kind: o.kind, name: o.key().Name, unseen: cachedByLabel(o.existing)}
+	}
+	return applyChecked(ctx, c, applied, owner, o, found)
+}
+
+// applyChecked applies o, which lookup found (in o.existing, controlled by
+// owner) or not. The apply sends only what the builders set (objects.ApplyBody),
+// and is skipped when applied shows it would change nothing: by o's version,
+// before o is built, or else by a hash of the body.
+func applyChecked(ctx context.Context, c client.Client, applied *appliedVersions, owner client.Object, o ownedObject, found bool) error {
+	existing := o.existing
+	if !found {
 		existing = nil
 	}
 	ownerKey, objKey := client.ObjectKeyFromObject(owner), appliedKey{kind: o.kind, name: o.key().Name}
@@ -201,9 +233,16 @@ func configMapMeta() *metav1.PartialObjectMetadata {
 // server the no-op applies of reconciles that change nothing we own: a Deployment's
 // status moving, a sidecar report, an upstream that only changes the ConfigMap.
 // The zero value is ready; it is safe for concurrent use.
+//
+// It also holds what the owners' applies share beyond the versions: live, where
+// lookup checks a miss of the label-scoped cache (nil: the cache's word is
+// final), and which owners a foreign object blocked (see retryBlocked).
 type appliedVersions struct {
 	mu      sync.Mutex
 	byOwner map[types.NamespacedName]map[appliedKey]appliedVersion
+	blocked map[types.NamespacedName]bool
+	// live is set once, before the controller starts.
+	live client.Reader
 }
 
 type appliedKey struct{ kind, name string }
@@ -237,6 +276,65 @@ func (a *appliedVersions) forget(owner types.NamespacedName) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.byOwner, owner)
+	delete(a.blocked, owner)
+}
+
+// block records that a foreign object held back owner's applies.
+func (a *appliedVersions) block(owner types.NamespacedName) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.blocked == nil {
+		a.blocked = map[types.NamespacedName]bool{}
+	}
+	a.blocked[owner] = true
+}
+
+// takeBlocked reports whether owner was blocked since the last call, and
+// clears it.
+func (a *appliedVersions) takeBlocked(owner types.NamespacedName) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	was := a.blocked[owner]
+	delete(a.blocked, owner)
+	return was
+}
+
+// DefaultConflictRetry is how often an owner that a foreign object blocks
+// looks again, unless ManagerOptions.ConflictRetry says otherwise.
+const DefaultConflictRetry = 30 * time.Second
+
+// retryBlocked reconciles with r and, when the reconcile found a foreign object
+// holding one of its owner's names (applyAllOwned marked the owner blocked),
+// asks for the owner again after retry. The cache holds only objects that carry
+// our label, so the deletion of an unlabelled foreign object sends no event: the
+// blocked owner converges at most retry after it is gone. (The deletion of a
+// labelled one, such as the objects a MeshService deleted with
+// --cascade=orphan left behind, is still seen at once: see deletedOnly.) An
+// owner that is not blocked costs nothing.
+type retryBlocked struct {
+	r       reconcile.Reconciler
+	applied *appliedVersions
+	retry   time.Duration
+}
+
+func (b retryBlocked) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	b.applied.takeBlocked(req.NamespacedName) // what an earlier reconcile left
+	res, err := b.r.Reconcile(ctx, req)
+	if b.applied.takeBlocked(req.NamespacedName) && err == nil && (res.RequeueAfter == 0 || res.RequeueAfter > b.retry) {
+		res.RequeueAfter = b.retry
+	}
+	return res, err
+}
+
+// withConflictRetry wires what applyAllOwned needs to tell a foreign object from
+// an absent one (the manager's live reader) and wraps r in retryBlocked, every
+// retry (0: DefaultConflictRetry).
+func withConflictRetry(mgr ctrl.Manager, r reconcile.Reconciler, applied *appliedVersions, retry time.Duration) reconcile.Reconciler {
+	if retry <= 0 {
+		retry = DefaultConflictRetry
+	}
+	applied.live = mgr.GetAPIReader()
+	return retryBlocked{r: r, applied: applied, retry: retry}
 }
 
 // deleteControlled deletes obj (its namespace and name set) when owner controls

@@ -1,11 +1,17 @@
 package controllers
 
 import (
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -13,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
@@ -43,6 +50,10 @@ type ManagerOptions struct {
 	Probe prober.Options
 	// Identity configures the Pod Certificate signer.
 	Identity IdentityOptions
+	// ConflictRetry is how often a MeshService or ServiceMesh that a foreign
+	// object blocks looks again (0: DefaultConflictRetry). The cache holds only
+	// our own objects, so no event says when a foreign one is deleted.
+	ConflictRetry time.Duration
 	// WrapClient, when set, wraps the client the controllers read and write with:
 	// tests count writes through it.
 	WrapClient func(client.Client) client.Client
@@ -92,6 +103,7 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 		TrustDomain:             o.Identity.TrustDomain,
 		DefaultSidecar:          defaultSidecar,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+		ConflictRetry:           o.ConflictRetry,
 		Sidecars:                sidecars,
 		SidecarEvents:           sidecars.Events(),
 	}).SetupWithManager(mgr); err != nil {
@@ -105,6 +117,7 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 		DefaultSidecar: defaultSidecar,
 		Gateways:       gateways,
 		GatewayEvents:  gateways.Events(),
+		ConflictRetry:  o.ConflictRetry,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
@@ -127,17 +140,24 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 // caching every pod would cost memory), and no managedFields, which nothing
 // reads. ConfigMaps are watched as metadata only (see SetupWithManager), so their
 // data never reaches the cache. Both cut peak RSS at scale (docs/benchmarks.md).
-// Of the identity objects it holds only the signer's: its requests and trust
-// bundles, and the one CA Secret (no other Secret is ever read).
+// Of the kinds the operator writes (labelScoped) it holds only what carries
+// objects.ManagedByLabel, so memory follows what the operator manages, not the
+// size of the cluster: a foreign object of one of our names is found by a live
+// read instead (see lookup in apply.go). Of the identity objects it holds only
+// the signer's: its requests and trust bundles, and the one CA Secret (no other
+// Secret is ever read).
 func cacheOptions(namespaces []string, caSecret types.NamespacedName) cache.Options {
 	ourSigner := fields.OneTermEqualSelector("spec.signerName", identity.SignerName)
 	o := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}:                           {Label: meshedPods()},
+			&corev1.Pod{}:                           {Label: managedByUs()},
 			&certificatesv1.PodCertificateRequest{}: {Field: ourSigner},
 			&certificatesv1.ClusterTrustBundle{}:    {Field: ourSigner},
 		},
 		DefaultTransform: stripForCache,
+	}
+	for _, obj := range labelScoped() {
+		o.ByObject[obj] = cache.ByObject{Label: managedByUs()}
 	}
 	if caSecret.Name != "" {
 		o.ByObject[&corev1.Secret{}] = cache.ByObject{
@@ -154,8 +174,43 @@ func cacheOptions(namespaces []string, caSecret types.NamespacedName) cache.Opti
 	return o
 }
 
-// meshedPods selects the pods the operator runs (MeshService and gateway pods).
-func meshedPods() labels.Selector {
+// labelScoped are the kinds the operator writes, which the cache holds only
+// with objects.ManagedByLabel: every object built by internal/objects carries
+// it. Whatever else reads one of these kinds must read our own objects, or read
+// live (the signer's ServiceAccount lookup falls back to the API server).
+func labelScoped() []client.Object {
+	return []client.Object{
+		&appsv1.Deployment{},
+		&corev1.Service{},
+		&corev1.ServiceAccount{},
+		&corev1.ConfigMap{},
+		&networkingv1.NetworkPolicy{},
+		&policyv1.PodDisruptionBudget{},
+	}
+}
+
+// labelScopedKinds are labelScoped's kinds, by group and kind.
+var labelScopedKinds = func() map[schema.GroupKind]bool {
+	kinds := map[schema.GroupKind]bool{}
+	for _, obj := range labelScoped() {
+		gvk, err := apiutil.GVKForObject(obj, clientgoscheme.Scheme)
+		utilruntime.Must(err)
+		kinds[gvk.GroupKind()] = true
+	}
+	return kinds
+}()
+
+// cachedByLabel reports whether the cache holds obj's kind only with
+// objects.ManagedByLabel, so that a miss does not mean the object is absent.
+// obj may be typed, or metadata only with its kind set.
+func cachedByLabel(obj client.Object) bool {
+	gvk, err := apiutil.GVKForObject(obj, clientgoscheme.Scheme)
+	return err == nil && labelScopedKinds[gvk.GroupKind()]
+}
+
+// managedByUs selects what the operator writes: the objects of labelScoped, and
+// the pods it runs (MeshService and gateway pods).
+func managedByUs() labels.Selector {
 	return labels.SelectorFromSet(labels.Set{objects.ManagedByLabel: objects.ManagedBy})
 }
 

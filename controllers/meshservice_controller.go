@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -57,6 +58,9 @@ type MeshServiceReconciler struct {
 	SidecarEvents <-chan event.GenericEvent
 	// MaxConcurrentReconciles bounds parallel reconciles (0 means controller-runtime's default).
 	MaxConcurrentReconciles int
+	// ConflictRetry is how often a MeshService that a foreign object blocks looks
+	// again (0: DefaultConflictRetry); see retryBlocked.
+	ConflictRetry time.Duration
 
 	applied appliedVersions
 }
@@ -328,10 +332,15 @@ func (r *MeshServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// never read it back, and the API server need not send it to us.
 		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata, builder.WithPredicates(notCreated)).
 		// A foreign object blocking one of our names may go away at any time; its
-		// deletion is what lets the blocked MeshService converge.
+		// deletion is what lets the blocked MeshService converge. The cache holds
+		// only objects with our label (cacheOptions), so these see the deletion of
+		// a labelled foreign object (an orphan of a MeshService deleted with
+		// --cascade=orphan) at once; an unlabelled one is looked for again every
+		// ConflictRetry (retryBlocked).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(deletedOnly)).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(deletedOnly)).
 		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(deletedOnly)).
+		Watches(&networkingv1.NetworkPolicy{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(deletedOnly)).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(configMapOf), builder.OnlyMetadata, builder.WithPredicates(deletedOnly)).
 		// Callers depend on an upstream's existence and spec, not on its status.
 		Watches(&meshv1alpha1.MeshService{}, handler.EnqueueRequestsFromMapFunc(r.callersOf),
@@ -348,5 +357,5 @@ func (r *MeshServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.SidecarEvents != nil {
 		b = b.WatchesRawSource(source.Channel(r.SidecarEvents, &handler.EnqueueRequestForObject{}))
 	}
-	return b.Complete(r)
+	return b.Complete(withConflictRetry(mgr, r, &r.applied, r.ConflictRetry))
 }

@@ -40,7 +40,7 @@ func TestCheckOwned(t *testing.T) {
 			[]string{`ConfigMap "theirs"`, `ConfigMap "also-theirs"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := checkOwned(context.Background(), c, owner, tc.objs)
+			_, err := checkOwned(context.Background(), c, nil, owner, tc.objs)
 			if len(tc.conflicts) == 0 {
 				if err != nil {
 					t.Fatalf("checkOwned() = %v, want nil", err)

@@ -51,6 +51,9 @@ type ServiceMeshReconciler struct {
 	// and GatewayEvents names the meshes whose observations changed.
 	Gateways      ObservationSource
 	GatewayEvents <-chan event.GenericEvent
+	// ConflictRetry is how often a mesh whose gateway a foreign object blocks
+	// looks again (0: DefaultConflictRetry); see retryBlocked.
+	ConflictRetry time.Duration
 
 	applied appliedVersions
 	// podMonitors remembers briefly that the PodMonitor CRD is missing.
@@ -426,7 +429,9 @@ func (r *ServiceMeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata).
 		// A foreign object blocking one of the gateway's names may go away at any
-		// time; its deletion is what lets the blocked mesh converge.
+		// time; its deletion is what lets the blocked mesh converge. Only labelled
+		// ones are cached and seen here; an unlabelled one is looked for again
+		// every ConflictRetry (retryBlocked).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(gatewayOf(sameName)), builder.WithPredicates(deletedOnly)).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(gatewayOf(sameName)), builder.WithPredicates(deletedOnly)).
 		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(gatewayOf(sameName)), builder.WithPredicates(deletedOnly)).
@@ -437,5 +442,5 @@ func (r *ServiceMeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.GatewayEvents != nil {
 		b = b.WatchesRawSource(source.Channel(r.GatewayEvents, &handler.EnqueueRequestForObject{}))
 	}
-	return b.Complete(r)
+	return b.Complete(withConflictRetry(mgr, r, &r.applied, r.ConflictRetry))
 }

@@ -39,6 +39,13 @@ const (
 // managerNamespace holds the identity CA Secret, as the manager's own namespace would.
 const managerNamespace = "envoymesh-system"
 
+// suiteManager is the manager the suite runs: specs may look into its cache.
+var suiteManager ctrl.Manager
+
+// conflictRetry is how often a MeshService or ServiceMesh that a foreign object
+// blocks looks again.
+const conflictRetry = time.Second
+
 // bundlePropagation is how long a new CA waits for its bundle to reach the pods
 // before it signs: short, so the CA change spec sees the switch.
 const bundlePropagation = 3 * time.Second
@@ -97,12 +104,16 @@ var _ = BeforeSuite(func() {
 		EnvoyImage:    testEnvoyImage,
 		ClusterDomain: "cluster.local",
 		Probe:         prober.Options{Interval: probeInterval, Timeout: 2 * time.Second, Concurrency: 8, Port: statusPort},
+		// A blocked owner looks again this often (no event comes when an
+		// unlabelled foreign object is deleted): well inside the specs' timeouts.
+		ConflictRetry: conflictRetry,
 		Identity: IdentityOptions{
 			TrustDomain: "cluster.local", GenerateCA: true, BundlePropagation: bundlePropagation,
 			CASecret: types.NamespacedName{Namespace: managerNamespace, Name: DefaultCASecretName},
 		},
 	})
 	Expect(err).NotTo(HaveOccurred())
+	suiteManager = mgr
 
 	go func() {
 		defer GinkgoRecover()
