@@ -65,6 +65,9 @@ func New(opts Options) (*Server, error) {
 	if opts.TLS == nil {
 		return nil, errors.New("xds: Options.TLS is required: the channel carries each sidecar's config and is authenticated")
 	}
+	if opts.TLS.ClientCAs == nil && opts.TLS.GetConfigForClient == nil {
+		return nil, errors.New("xds: Options.TLS has no ClientCAs: client certificates would be verified against the system roots")
+	}
 	if opts.Authorize == nil {
 		return nil, errors.New("xds: Options.Authorize is required")
 	}
@@ -82,6 +85,9 @@ func (s *Server) NeedLeaderElection() bool { return false }
 
 // Start listens on Options.Address and serves until ctx ends.
 func (s *Server) Start(ctx context.Context) error {
+	if s.opts.Address == "" {
+		return errors.New("xds: Options.Address is empty")
+	}
 	var lc net.ListenConfig
 	lis, err := lc.Listen(ctx, "tcp", s.opts.Address)
 	if err != nil {
@@ -147,9 +153,9 @@ func (s *Server) serve(ctx context.Context, lis net.Listener, cache cachev3.Cach
 	return err
 }
 
-// requireClientCert is c with client certificates required and verified,
-// also in any config GetConfigForClient returns: the stream's authentication
-// rests on the verified chain.
+// requireClientCert is c with client certificates required and verified
+// against its own ClientCAs, also in any config GetConfigForClient returns:
+// the stream's authentication rests on the verified chain.
 func requireClientCert(c *tls.Config) *tls.Config {
 	c = c.Clone()
 	c.ClientAuth = tls.RequireAndVerifyClientCert
@@ -161,6 +167,9 @@ func requireClientCert(c *tls.Config) *tls.Config {
 			cc, err := get(hello)
 			if err != nil || cc == nil {
 				return cc, err
+			}
+			if cc.ClientCAs == nil {
+				return nil, errors.New("no client CAs to verify the client certificate with")
 			}
 			cc = cc.Clone()
 			cc.ClientAuth = tls.RequireAndVerifyClientCert

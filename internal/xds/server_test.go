@@ -3,6 +3,7 @@ package xds
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -37,6 +38,46 @@ func TestNewRequiresTLSAndAuthorize(t *testing.T) {
 	if _, err := New(Options{TLS: p.serverTLS(t)}); err == nil {
 		t.Error("New without Authorize succeeded")
 	}
+	noCAs := p.serverTLS(t)
+	noCAs.ClientCAs = nil
+	if _, err := New(Options{TLS: noCAs, Authorize: authorizeByServiceAccount}); err == nil {
+		t.Error("New without client CAs succeeded")
+	}
+}
+
+// Credentials that rotate come through GetConfigForClient; whatever config it
+// returns, a client certificate is required, and with no CAs nobody gets in.
+func TestGetConfigForClientStillRequiresClientCerts(t *testing.T) {
+	p := newPKI(t)
+	server := p.serverTLS(t)
+	var roots atomic.Pointer[x509.CertPool]
+	rotating := &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		return &tls.Config{Certificates: server.Certificates, ClientCAs: roots.Load(), ClientAuth: tls.VerifyClientCertIfGiven}, nil
+	}}
+	srv, err := New(Options{TLS: rotating, Authorize: authorizeByServiceAccount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := serve(t, srv, newChanges(), srv.Serve)
+	res := sidecarResources(t, "ns", "a", 8080, "127.0.0.10")
+	if err := srv.SetSnapshot(context.Background(), NodeKey("a", "ns"), res); err != nil {
+		t.Fatal(err)
+	}
+	refused := func(name string, tlsConfig *tls.Config) {
+		sc := sidecar(t, ts, tlsConfig, "ns", "a", "a-1", nil)
+		if err := sc.WaitFor(waitCtx(t), func(st *fleetsim.State) bool { return st.Err != nil }); err != nil {
+			t.Fatal(err)
+		}
+		if got := sc.State(); got.Responses != 0 {
+			t.Errorf("%s: %d responses", name, got.Responses)
+		}
+	}
+	refused("no client CAs yet", p.clientTLS(t, "ns", "a"))
+	roots.Store(p.roots)
+	noCert := p.clientTLS(t, "ns", "a")
+	noCert.Certificates = nil
+	refused("no certificate", noCert)
+	synced(t, sidecar(t, ts, p.clientTLS(t, "ns", "a"), "ns", "a", "a-1", nil), res)
 }
 
 // A snapshot reaches the sidecar as Envoy takes it (CDS, EDS, LDS, each once),
