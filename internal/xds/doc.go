@@ -4,15 +4,17 @@
 //
 // The library does the protocol; this package adds what a mesh needs around it:
 //
-//   - Authentication: a stream is served only for the node whose identity the
-//     client certificate carries (Options.Authorize decides), and a stream may
-//     not change its node. A refused stream gets no resource at all.
-//   - Content versions: every type's version is a hash of its resources, so two
-//     replicas holding the same config answer a reconnecting sidecar alike and
-//     push nothing it already has, and endpoints move without the rest.
+//   - Authentication: a stream is served only for the MeshService or gateway
+//     whose identity the client certificate carries (Options.Authorize
+//     decides), and a stream may not change its node. A refused stream gets no resource at all.
+//   - Content versions: listeners, clusters and secrets are at the build's
+//     content hash (Resources.Version, the configVersion of the status),
+//     endpoints at the hash of the endpoints alone. Two replicas holding the
+//     same config answer a reconnecting sidecar alike and push nothing it
+//     already has, and endpoints move without the rest.
 //   - NACK hold: a version a proxy rejected is not sent to it again until the
-//     node's snapshot changes (the library alone resends it at once, in a loop).
-//   - Status: per node and per stream, what was ACKed and what was rejected with
+//     snapshot changes (the library alone resends it at once, in a loop).
+//   - Status: per service and per stream, what was ACKed and what was rejected with
 //     Envoy's own error text, for the controller to put in MeshService status.
 //
 // The Server is a controller-runtime Runnable that runs on every replica, not
