@@ -1,6 +1,10 @@
 package controllers
 
 import (
+	"fmt"
+	"slices"
+	"strings"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -33,6 +37,41 @@ func setConditions(conds *[]metav1.Condition, generation int64, cs ...metav1.Con
 		c.ObservedGeneration = generation
 		meta.SetStatusCondition(conds, c)
 	}
+}
+
+// ReasonNamespaceNotWatched: an upstream or a gateway route names a MeshService
+// in a namespace the operator does not watch (an OwnNamespace or
+// SingleNamespace install, or --watch-namespaces), so it cannot be looked up.
+const ReasonNamespaceNotWatched = "NamespaceNotWatched"
+
+// watches reports whether a manager watching namespaces (none: all of them)
+// sees namespace ns. Its cache answers for no other: a read there is an error.
+func watches(namespaces []string, ns string) bool {
+	return len(namespaces) == 0 || slices.Contains(namespaces, ns)
+}
+
+// notWatched is what a reconcile could not look up because it lies outside the
+// namespaces the operator watches.
+type notWatched struct {
+	// keys are the "namespace/name" of the MeshServices named.
+	keys []string
+	// watched are the namespaces the operator watches.
+	watched []string
+}
+
+// message says what is not watched, what follows (effect) and how to fix it;
+// "" when everything is watched.
+func (n notWatched) message(effect string) string {
+	if len(n.keys) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("MeshService %v is in a namespace this operator does not watch (it watches %v), so it cannot be resolved; %s. "+
+		"Have the operator watch that namespace too (the OperatorGroup's targetNamespaces, or --watch-namespaces)", n.keys, n.watched, effect)
+}
+
+// joinMessages joins the non-empty parts of a condition's message.
+func joinMessages(parts ...string) string {
+	return strings.Join(slices.DeleteFunc(parts, func(s string) bool { return s == "" }), "; ")
 }
 
 // failure is what ended a reconcile before it converged: a spec Envoy would

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -96,5 +97,45 @@ func TestSetConditionsStampsGenerationAndKeepsTransitionTime(t *testing.T) {
 	}
 	if !conds[0].LastTransitionTime.Equal(&first) {
 		t.Errorf("lastTransitionTime moved without a status change")
+	}
+}
+
+func TestWatches(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		namespaces []string
+		ns         string
+		want       bool
+	}{
+		{"every namespace", nil, "any", true},
+		{"a watched one", []string{"a", "b"}, "b", true},
+		{"another", []string{"a", "b"}, "c", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := watches(tc.namespaces, tc.ns); got != tc.want {
+				t.Errorf("watches(%v, %q) = %v, want %v", tc.namespaces, tc.ns, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNotWatchedMessage(t *testing.T) {
+	if got := (notWatched{watched: []string{"a"}}).message("it fails"); got != "" {
+		t.Errorf("nothing outside: message %q, want none", got)
+	}
+	got := notWatched{keys: []string{"x/up", "y/up"}, watched: []string{"a", "b"}}.message("its listener answers 503")
+	for _, want := range []string{"MeshService [x/up y/up]", "it watches [a b]", "its listener answers 503", "targetNamespaces", "--watch-namespaces"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("message %q lacks %q", got, want)
+		}
+	}
+}
+
+func TestJoinMessages(t *testing.T) {
+	if got := joinMessages("", "a", "", "b", ""); got != "a; b" {
+		t.Errorf("joinMessages() = %q, want %q", got, "a; b")
+	}
+	if got := joinMessages("", ""); got != "" {
+		t.Errorf("joinMessages() = %q, want none", got)
 	}
 }

@@ -58,6 +58,9 @@ type MeshServiceReconciler struct {
 	SidecarEvents <-chan event.GenericEvent
 	// MaxConcurrentReconciles bounds parallel reconciles (0 means controller-runtime's default).
 	MaxConcurrentReconciles int
+	// Namespaces are the namespaces the manager's cache holds (none: all).
+	// An upstream elsewhere cannot be looked up, and is reported as such.
+	Namespaces []string
 	// ConflictRetry is how often a MeshService that a foreign object blocks looks
 	// again (0: DefaultConflictRetry); see retryBlocked.
 	ConflictRetry time.Duration
@@ -78,6 +81,11 @@ type MeshServiceReconciler struct {
 
 // Reconcile converges one MeshService.
 func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if !watches(r.Namespaces, req.Namespace) {
+		// A callee of another namespace, queued by a declaration (declaredHandler):
+		// not ours to reconcile, and the cache cannot read it.
+		return ctrl.Result{}, nil
+	}
 	ms := &meshv1alpha1.MeshService{}
 	if err := r.Get(ctx, req.NamespacedName, ms); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -99,7 +107,8 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 
 	st := newStatusBuilder(ms)
-	st.setConditions(upstreamsResolvedCondition(st.upstreams(found), len(ms.Spec.Upstreams)))
+	missing, outside := st.upstreams(found, r.Namespaces)
+	st.setConditions(upstreamsResolvedCondition(missing, outside, len(ms.Spec.Upstreams)))
 	svc := envoyconfig.ServiceFor(ms, found, mesh)
 	if err := r.authorize(ctx, ms, mesh, found, st, &svc); err != nil {
 		return ctrl.Result{}, err
@@ -203,11 +212,16 @@ func (r *MeshServiceReconciler) findUpstreamMeshes(ctx context.Context, found ma
 	return meshes, nil
 }
 
-// findUpstreams returns the upstream MeshServices that exist, by key.
+// findUpstreams returns the upstream MeshServices that exist, by key. Those in
+// a namespace the manager does not watch are not looked up (the cache would
+// fail the read) and so are not found.
 func (r *MeshServiceReconciler) findUpstreams(ctx context.Context, ms *meshv1alpha1.MeshService) (map[types.NamespacedName]*meshv1alpha1.MeshService, error) {
 	found := map[types.NamespacedName]*meshv1alpha1.MeshService{}
 	for _, u := range ms.Spec.Upstreams {
 		key := u.Key(ms.Namespace)
+		if !watches(r.Namespaces, key.Namespace) {
+			continue
+		}
 		up := &meshv1alpha1.MeshService{}
 		err := r.Get(ctx, key, up)
 		switch {

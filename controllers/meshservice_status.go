@@ -43,10 +43,12 @@ func (b *statusBuilder) setConditions(cs ...metav1.Condition) {
 }
 
 // upstreams reports each spec.upstreams entry, keeping the endpoint counts last
-// observed, and returns the keys of those that do not exist.
-func (b *statusBuilder) upstreams(found map[types.NamespacedName]*meshv1alpha1.MeshService) []string {
+// observed, and returns the keys of those that do not exist and of those in a
+// namespace outside watched (the namespaces the operator watches; none: all),
+// which could not be looked up.
+func (b *statusBuilder) upstreams(found map[types.NamespacedName]*meshv1alpha1.MeshService, watched []string) (missing []string, outside notWatched) {
 	b.status.Upstreams = nil
-	var missing []string
+	outside.watched = watched
 	for _, u := range b.ms.Spec.Upstreams {
 		key := u.Key(b.ms.Namespace)
 		_, ok := found[key]
@@ -55,11 +57,15 @@ func (b *statusBuilder) upstreams(found map[types.NamespacedName]*meshv1alpha1.M
 			Name: key.Name, Namespace: key.Namespace, Resolved: ok,
 			HealthyEndpoints: prev.HealthyEndpoints, Endpoints: prev.Endpoints,
 		})
-		if !ok {
+		switch {
+		case ok:
+		case !watches(watched, key.Namespace):
+			outside.keys = append(outside.keys, key.String())
+		default:
 			missing = append(missing, key.String())
 		}
 	}
-	return missing
+	return missing, outside
 }
 
 func findUpstreamStatus(list []meshv1alpha1.UpstreamStatus, key types.NamespacedName) meshv1alpha1.UpstreamStatus {
@@ -90,11 +96,19 @@ func (b *statusBuilder) deployment(dep *appsv1.Deployment) deploymentState {
 func (b *statusBuilder) succeeded() { b.status.ObservedGeneration = b.ms.Generation }
 
 // upstreamsResolvedCondition is UpstreamsResolved: True when no upstream is
-// missing among the total named in spec.upstreams.
-func upstreamsResolvedCondition(missing []string, total int) metav1.Condition {
+// missing or outside the watched namespaces among the total named in
+// spec.upstreams. The message names every one that is.
+func upstreamsResolvedCondition(missing []string, outside notWatched, total int) metav1.Condition {
+	var notFound string
 	if len(missing) > 0 {
-		return newCondition(meshv1alpha1.ConditionUpstreamsResolved, false, ReasonUpstreamNotFound,
-			fmt.Sprintf("MeshService %v not found; its local listener answers 503 until it exists", missing))
+		notFound = fmt.Sprintf("MeshService %v not found; its local listener answers 503 until it exists", missing)
+	}
+	switch {
+	case len(outside.keys) > 0:
+		return newCondition(meshv1alpha1.ConditionUpstreamsResolved, false, ReasonNamespaceNotWatched,
+			joinMessages(outside.message("its local listener answers 503"), notFound))
+	case len(missing) > 0:
+		return newCondition(meshv1alpha1.ConditionUpstreamsResolved, false, ReasonUpstreamNotFound, notFound)
 	}
 	return newCondition(meshv1alpha1.ConditionUpstreamsResolved, true, ReasonResolved,
 		fmt.Sprintf("all %d upstreams exist", total))

@@ -12,19 +12,28 @@ import (
 )
 
 func TestUpstreamsResolvedCondition(t *testing.T) {
+	const notWatchedMsg = "MeshService [other/pay] is in a namespace this operator does not watch (it watches [ns]), so it cannot be resolved; " +
+		"its local listener answers 503. Have the operator watch that namespace too (the OperatorGroup's targetNamespaces, or --watch-namespaces)"
+	outside := notWatched{keys: []string{"other/pay"}, watched: []string{"ns"}}
 	for _, tc := range []struct {
 		name    string
 		missing []string
+		outside notWatched
 		total   int
 		want    metav1.Condition
 	}{
-		{"none named", nil, 0, newCondition(meshv1alpha1.ConditionUpstreamsResolved, true, ReasonResolved, "all 0 upstreams exist")},
-		{"all exist", nil, 2, newCondition(meshv1alpha1.ConditionUpstreamsResolved, true, ReasonResolved, "all 2 upstreams exist")},
-		{"some missing", []string{"ns/b", "ns/c"}, 3, newCondition(meshv1alpha1.ConditionUpstreamsResolved, false, ReasonUpstreamNotFound,
+		{"none named", nil, notWatched{}, 0, newCondition(meshv1alpha1.ConditionUpstreamsResolved, true, ReasonResolved, "all 0 upstreams exist")},
+		{"all exist", nil, notWatched{watched: []string{"ns"}}, 2, newCondition(meshv1alpha1.ConditionUpstreamsResolved, true, ReasonResolved, "all 2 upstreams exist")},
+		{"some missing", []string{"ns/b", "ns/c"}, notWatched{}, 3, newCondition(meshv1alpha1.ConditionUpstreamsResolved, false, ReasonUpstreamNotFound,
 			"MeshService [ns/b ns/c] not found; its local listener answers 503 until it exists")},
+		{"one in a namespace not watched", nil, outside, 2, newCondition(meshv1alpha1.ConditionUpstreamsResolved, false, ReasonNamespaceNotWatched,
+			notWatchedMsg)},
+		{"one not watched, one missing: both named, not watched first", []string{"ns/b"}, outside, 3,
+			newCondition(meshv1alpha1.ConditionUpstreamsResolved, false, ReasonNamespaceNotWatched,
+				notWatchedMsg+"; MeshService [ns/b] not found; its local listener answers 503 until it exists")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, upstreamsResolvedCondition(tc.missing, tc.total)); diff != "" {
+			if diff := cmp.Diff(tc.want, upstreamsResolvedCondition(tc.missing, tc.outside, tc.total)); diff != "" {
 				t.Errorf("upstreamsResolvedCondition() (-want +got):\n%s", diff)
 			}
 		})

@@ -47,6 +47,9 @@ type ServiceMeshReconciler struct {
 	// TrustDomain of the workload identities, for the SPIFFE IDs the gateway requires of its targets.
 	TrustDomain    string
 	DefaultSidecar objects.Sidecar
+	// Namespaces are the namespaces the manager's cache holds (none: all).
+	// A route to a MeshService elsewhere cannot be resolved, and is reported as such.
+	Namespaces []string
 	// Gateways, when set, supplies what the prober observed of the gateway Envoys,
 	// and GatewayEvents names the meshes whose observations changed.
 	Gateways      ObservationSource
@@ -68,6 +71,9 @@ type ServiceMeshReconciler struct {
 
 // Reconcile converges one ServiceMesh.
 func (r *ServiceMeshReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if !watches(r.Namespaces, req.Namespace) {
+		return ctrl.Result{}, nil
+	}
 	mesh := &meshv1alpha1.ServiceMesh{}
 	if err := r.Get(ctx, req.NamespacedName, mesh); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -241,8 +247,14 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 	status *meshv1alpha1.ServiceMeshStatus) (*gatewayState, *failure, error) {
 	found := map[types.NamespacedName]*meshv1alpha1.MeshService{}
 	var missing, notAllowed []string
+	outside := notWatched{watched: r.Namespaces}
 	for _, route := range mesh.Spec.Gateway.Routes {
 		key := route.Key(mesh.Namespace)
+		if !watches(r.Namespaces, key.Namespace) {
+			// The cache cannot read it: its routes answer 503 like a missing target's.
+			outside.keys = append(outside.keys, key.String())
+			continue
+		}
 		ms := &meshv1alpha1.MeshService{}
 		err := r.Get(ctx, key, ms)
 		switch {
@@ -257,7 +269,7 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 			found[key] = ms
 		}
 	}
-	setConditions(&status.Conditions, mesh.Generation, routesResolvedCondition(missing, notAllowed, len(mesh.Spec.Gateway.Routes)))
+	setConditions(&status.Conditions, mesh.Generation, routesResolvedCondition(missing, notAllowed, outside, len(mesh.Spec.Gateway.Routes)))
 
 	resolved, err := r.gatewayFor(ctx, mesh, found, notAllowed)
 	if err != nil {

@@ -47,15 +47,25 @@ func podMonitorConflictCondition(err error) metav1.Condition {
 }
 
 // routesResolvedCondition is RoutesResolved: True when no route target is
-// missing among the total routes.
-func routesResolvedCondition(missing, notAllowed []string, total int) metav1.Condition {
+// outside the watched namespaces, refuses the gateway or is missing, among the
+// total routes. The reason is the first of these that applies; the message
+// names every target in each.
+func routesResolvedCondition(missing, notAllowed []string, outside notWatched, total int) metav1.Condition {
+	var refused, notFound string
 	if len(notAllowed) > 0 {
-		return newCondition(ConditionRoutesResolved, false, ReasonNotAllowed,
-			fmt.Sprintf("MeshService %v of another namespace does not consent to this gateway (it needs spec.allowFrom naming this namespace); its routes answer 403 until it does", notAllowed))
+		refused = fmt.Sprintf("MeshService %v of another namespace does not consent to this gateway (it needs spec.allowFrom naming this namespace); its routes answer 403 until it does", notAllowed)
 	}
 	if len(missing) > 0 {
-		return newCondition(ConditionRoutesResolved, false, ReasonRouteNotFound,
-			fmt.Sprintf("MeshService %v not found; its routes answer 503 until it exists", missing))
+		notFound = fmt.Sprintf("MeshService %v not found; its routes answer 503 until it exists", missing)
+	}
+	msg := joinMessages(outside.message("its routes answer 503"), refused, notFound)
+	switch {
+	case len(outside.keys) > 0:
+		return newCondition(ConditionRoutesResolved, false, ReasonNamespaceNotWatched, msg)
+	case len(notAllowed) > 0:
+		return newCondition(ConditionRoutesResolved, false, ReasonNotAllowed, msg)
+	case len(missing) > 0:
+		return newCondition(ConditionRoutesResolved, false, ReasonRouteNotFound, msg)
 	}
 	return newCondition(ConditionRoutesResolved, true, ReasonResolved, fmt.Sprintf("all %d routes resolved", total))
 }

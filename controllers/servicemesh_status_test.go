@@ -19,20 +19,30 @@ import (
 )
 
 func TestRoutesResolvedCondition(t *testing.T) {
+	const (
+		refused  = "MeshService [other/pay] of another namespace does not consent to this gateway (it needs spec.allowFrom naming this namespace); its routes answer 403 until it does"
+		notFound = "MeshService [ns/b] not found; its routes answer 503 until it exists"
+		outOfNS  = "MeshService [far/shop] is in a namespace this operator does not watch (it watches [ns other]), so it cannot be resolved; " +
+			"its routes answer 503. Have the operator watch that namespace too (the OperatorGroup's targetNamespaces, or --watch-namespaces)"
+	)
+	outside := notWatched{keys: []string{"far/shop"}, watched: []string{"ns", "other"}}
 	for _, tc := range []struct {
 		name                string
 		missing, notAllowed []string
+		outside             notWatched
 		total               int
 		want                metav1.Condition
 	}{
-		{"all resolved", nil, nil, 2, newCondition(ConditionRoutesResolved, true, ReasonResolved, "all 2 routes resolved")},
-		{"one missing", []string{"ns/b"}, nil, 2, newCondition(ConditionRoutesResolved, false, ReasonRouteNotFound,
-			"MeshService [ns/b] not found; its routes answer 503 until it exists")},
-		{"one without consent, one missing: consent first", []string{"ns/b"}, []string{"other/pay"}, 2, newCondition(ConditionRoutesResolved, false, ReasonNotAllowed,
-			"MeshService [other/pay] of another namespace does not consent to this gateway (it needs spec.allowFrom naming this namespace); its routes answer 403 until it does")},
+		{"all resolved", nil, nil, notWatched{}, 2, newCondition(ConditionRoutesResolved, true, ReasonResolved, "all 2 routes resolved")},
+		{"one missing", []string{"ns/b"}, nil, notWatched{}, 2, newCondition(ConditionRoutesResolved, false, ReasonRouteNotFound, notFound)},
+		{"one without consent, one missing: consent first, both named", []string{"ns/b"}, []string{"other/pay"}, notWatched{}, 2,
+			newCondition(ConditionRoutesResolved, false, ReasonNotAllowed, refused+"; "+notFound)},
+		{"one in a namespace not watched", nil, nil, outside, 1, newCondition(ConditionRoutesResolved, false, ReasonNamespaceNotWatched, outOfNS)},
+		{"not watched before consent and missing", []string{"ns/b"}, []string{"other/pay"}, outside, 3,
+			newCondition(ConditionRoutesResolved, false, ReasonNamespaceNotWatched, outOfNS+"; "+refused+"; "+notFound)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, routesResolvedCondition(tc.missing, tc.notAllowed, tc.total)); diff != "" {
+			if diff := cmp.Diff(tc.want, routesResolvedCondition(tc.missing, tc.notAllowed, tc.outside, tc.total)); diff != "" {
 				t.Errorf("routesResolvedCondition() (-want +got):\n%s", diff)
 			}
 		})
