@@ -60,6 +60,9 @@ func startPlane(o options) (*plane, error) {
 	if o.cpuProfile > 0 {
 		env.ControlPlane.GetAPIServer().Configure().Set("profiling", "true")
 	}
+	if o.serviceCIDR != "" {
+		env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", o.serviceCIDR)
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting envtest: %w", err)

@@ -48,10 +48,15 @@ type options struct {
 	// authz-newcaller: callers hub has, new callers per run, and the mesh size
 	// unrelated MeshServices fill up to in the first run (0: none).
 	authzCallers, authzSteps, authzMesh int
+	// memory: MeshServices, and unrelated Deployments, Services and ConfigMaps
+	// (of each kind) in the second cluster.
+	memoryN, memoryUnrelated int
+	// serviceCIDR, when set, is the control plane's Service IP range.
+	serviceCIDR string
 }
 
 // defaultScenarios is what runs without -scenarios; identity runs its floor too.
-const defaultScenarios = "convergence,floor,fanout,config,authz-newcaller,identity,gobench"
+const defaultScenarios = "convergence,floor,fanout,config,authz-newcaller,identity,memory,gobench"
 
 // benchEnvoyImage is passed to the manager and used by the floor, so both write
 // byte-identical Deployments.
@@ -72,6 +77,8 @@ func main() {
 	flag.IntVar(&o.authzCallers, "authz-callers", 100, "Callers the service of the authz-newcaller scenario has before a new one comes (its ConfigMap is also weighed at 10 callers when this is more).")
 	flag.IntVar(&o.authzSteps, "authz-steps", 10, "New callers per run of the authz-newcaller scenario, one at a time.")
 	flag.IntVar(&o.authzMesh, "authz-mesh", 1000, "Mesh size that unrelated MeshServices fill up to in the first authz-newcaller run, before as many new callers again (0: skip).")
+	flag.IntVar(&o.memoryN, "memory-n", 1000, "MeshServices of the memory scenario.")
+	flag.IntVar(&o.memoryUnrelated, "memory-unrelated", 5000, "Unrelated Deployments, Services and ConfigMaps (of each kind) in the memory scenario's second cluster.")
 	flag.Float64Var(&o.qps, "qps", 50, "--kube-api-qps of the manager, and the floor writer's QPS.")
 	flag.IntVar(&o.burst, "burst", 100, "--kube-api-burst of the manager, and the floor writer's burst.")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "--max-concurrent-reconciles of the manager, and the floor writer's workers.")
@@ -135,7 +142,7 @@ func main() {
 	ctx := context.Background()
 	res := &results{opts: o, started: time.Now().UTC(), machine: describeMachine()}
 	res.init()
-	needsManager := o.scenarios["convergence"] || o.scenarios["fanout"] || o.scenarios["config"] || o.scenarios["identity"] || o.scenarios["authz-newcaller"]
+	needsManager := o.scenarios["convergence"] || o.scenarios["fanout"] || o.scenarios["config"] || o.scenarios["identity"] || o.scenarios["authz-newcaller"] || o.scenarios["memory"]
 	if needsManager {
 		if _, err := os.Stat(o.manager); err != nil {
 			log.Fatalf("manager binary: %v (build it with `go build -o bin/manager .`)", err)
@@ -231,6 +238,9 @@ func run(ctx context.Context, o options, res *results) error {
 			runIdentity(ctx, o, res, n)
 		}
 	}
+	if o.scenarios["memory"] {
+		runMemory(ctx, o, res)
+	}
 	if o.scenarios["fanout"] {
 		for _, d := range o.fanouts {
 			for i := range o.runs {
@@ -262,6 +272,25 @@ func runIdentity(ctx context.Context, o options, res *results, n int) {
 			continue
 		}
 		res.identityFloor[n] = append(res.identityFloor[n], f)
+	}
+}
+
+// runMemory runs the memory scenario: for each run, the empty cluster and the
+// one with unrelated objects, alternating.
+func runMemory(ctx context.Context, o options, res *results) {
+	if o.memoryN < 3 {
+		res.fail("memory", fmt.Errorf("-memory-n must be at least 3, not %d", o.memoryN))
+		return
+	}
+	for i := range o.runs {
+		for _, u := range []int{0, o.memoryUnrelated} {
+			r, err := memoryRun(ctx, o, o.memoryN, u, i)
+			if err != nil {
+				res.fail(fmt.Sprintf("memory N=%d U=%d run %d", o.memoryN, u, i+1), err)
+				continue
+			}
+			res.memory[u] = append(res.memory[u], r)
+		}
 	}
 }
 

@@ -25,6 +25,7 @@ type results struct {
 	identity          map[int][]*identityResult
 	identityFloor     map[int][]*identityFloorResult
 	authz             []*authzResult
+	memory            map[int][]*memoryResult // by unrelated objects per kind
 	goBench           []*benchFigures
 	failures          []string
 	keepLogs          bool
@@ -46,6 +47,7 @@ func (r *results) init() {
 		r.fanout = map[int][]*fanoutResult{}
 		r.identity = map[int][]*identityResult{}
 		r.identityFloor = map[int][]*identityFloorResult{}
+		r.memory = map[int][]*memoryResult{}
 	}
 }
 
@@ -186,6 +188,9 @@ func (r *results) makeCommand() string {
 	if o.scenarios["authz-newcaller"] {
 		cmd += fmt.Sprintf(" BENCH_AUTHZ_CALLERS=%d BENCH_AUTHZ_STEPS=%d BENCH_AUTHZ_MESH=%d", o.authzCallers, o.authzSteps, o.authzMesh)
 	}
+	if o.scenarios["memory"] {
+		cmd += fmt.Sprintf(" BENCH_MEMORY_N=%d BENCH_MEMORY_UNRELATED=%d", o.memoryN, o.memoryUnrelated)
+	}
 	if scen := o.scenarioList(); scen != defaultScenarios {
 		cmd += " BENCH_SCENARIOS=" + scen
 	}
@@ -290,6 +295,9 @@ func (r *results) markdown() string {
 	// Workload identity: N pods requesting certificates at once.
 	r.identityRows(w)
 
+	// Memory and cluster size.
+	r.memoryRows(w)
+
 	// 4 and 6: go test benchmarks.
 	for _, g := range r.goBench {
 		if g.skip != "" {
@@ -360,6 +368,7 @@ func (r *results) markdown() string {
 		w("\nThe floor sends exactly 5 PATCH (apply) and 1 PUT (status) per MeshService.\n")
 	}
 	r.identityWork(w)
+	r.memoryWork(w)
 
 	w("\n**Settings.** Manager flags `--kube-api-qps=%s --kube-api-burst=%d --max-concurrent-reconciles=%d",
 		strconv.FormatFloat(o.qps, 'f', -1, 64), o.burst, o.concurrency)
