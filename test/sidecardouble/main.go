@@ -15,19 +15,54 @@
 // reread when the file changes. Without --kubelet-dir, or while that file is
 // missing, /certs answers 404: no certificate.
 //
+// In an XDS mesh (the pod's bootstrap has dynamic_resources.ads_config) the pod's
+// Envoy is an ADS client instead (internal/xds/fleetsim, one stream: CDS, EDS by
+// name, LDS, nonces, ACK/NACK), as the Envoy started with that bootstrap would be:
+// it dials the address of the bootstrap's envoymesh-xds cluster (a loopback IP;
+// a DNS name is refused, never resolved) over mTLS with the pod's Pod Certificate
+// (bundle.pem, key then chain, and ca.pem from the identity volume under
+// --kubelet-dir, reread at every handshake; until the kubelet double wrote them it
+// waits and retries), verifies the server's SPIFFE ID from the cluster's
+// UpstreamTlsContext, and names itself node.id "<pod>.<namespace>"
+// (--service-node) and node.cluster from the bootstrap. A broken stream is
+// reconnected with backoff (500ms doubling to 4s), presenting the versions it
+// runs. The bootstrap is read once, when the pod's ConfigMap is first seen, as
+// Envoy reads it at start. Its status port then reports the stream:
+// listener_manager.lds / cluster_manager.cds version_text are the versions ACKed,
+// update_rejected counts the NACKs, control_plane.connected_state is 1 while the
+// stream is open, /clusters lists the accepted clusters with their EDS hosts
+// (health HEALTHY, DRAINING, ... as sent), and the server state is INITIALIZING
+// until the first listeners arrived (or Envoy's 15s initial fetch timeout). There
+// is no propagation delay: xDS pushes.
+//
 // Faults and denials are set per MeshService (or gateway) on the control endpoint
 // (--control-address, 127.0.0.1 only):
 //
 //	PUT    /faults/<namespace>/<service>?mode=reject|hang|die
 //	DELETE /faults/<namespace>/<service>
 //	PUT    /denials/<namespace>/<service>?count=N[&mode=enforce|audit]
-//	GET    /sidecars            every served pod, its address, version, fault, denials and certificate expiry
+//	PUT    /nack/<namespace>/<service>?message=TEXT[&pod=NAME]
+//	DELETE /nack/<namespace>/<service>[?pod=NAME]
+//	GET    /sidecars            every served pod, its address, version, fault, denials, certificate
+//	                            expiry, delivery and (XDS) its stream
 //
 // <service> is the value of the pod's mesh.envoymesh.io/service label, or
 // "gateway:<mesh>" for a gateway. reject: every version the ConfigMap moves to
 // is refused (update_rejected rises, the old version stays loaded) until the
 // fault is cleared, when the current version loads. hang: every admin request
-// blocks. die: the status port is closed. See docs/local-cluster.md.
+// blocks. die: the status port is closed. See docs/local-cluster.md. In XDS meshes
+// reject NACKs every listener or cluster update that changes what the Envoy runs,
+// with a fixed message; clearing it does not bring a refused version back (the
+// server holds a NACKed version until its snapshot changes, or sends it again
+// when the stream reconnects, and then it is accepted). die also ends the stream:
+// the Envoy that comes back starts a new one with nothing loaded.
+//
+// /nack (XDS sidecars only; 404 when the service, or pod, has none) arms a NACK:
+// the next listener or cluster update that changes what the Envoy runs is
+// refused with error_detail TEXT, once per armed sidecar; the other type of the
+// same version is still accepted if it is valid, as Envoy rejects per type. A
+// refused config stays refused (sent again, it is NACKed again) until DELETE
+// /nack, which also disarms. An update that leaves a type unchanged is accepted.
 //
 // /denials adds N (a positive integer) to the denial counter of every current
 // sidecar of the service: mode=enforce (the default) to http.inbound.rbac.denied,
@@ -56,6 +91,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -173,6 +209,20 @@ type sidecar struct {
 	hanging                     bool
 	denied, auditDenied         uint64
 	cert                        certificate
+
+	// The status port: the stub, served by srv on bound (the address it got).
+	srv   *http.Server
+	bound string
+	hang  atomic.Bool // the stub hangs: the status handler then leaves every path to it
+
+	// The bootstrap, read when the ConfigMap is first seen (as Envoy reads it at
+	// start): ads is its ADS server, nil for file delivery.
+	bootRead bool
+	ads      *adsBootstrap
+	// xds is the Envoy's ADS client in an XDS mesh; view is the same for the
+	// status handler, which runs outside the double's lock.
+	xds  *xdsClient
+	view atomic.Pointer[xdsClient]
 }
 
 // certificate is the Pod Certificate a sidecar reports, read from the kubelet double's volume.
@@ -247,9 +297,8 @@ func (d *double) sync(pods []*corev1.Pod, getCM func(ns, name string) (*corev1.C
 	for key, s := range d.sidecars {
 		if !seen[key] {
 			log.Printf("pod %s gone: closing %s", key, s.addr)
-			if s.stub != nil {
-				s.stub.Close()
-			}
+			s.closeStatus()
+			s.closeXDS()
 			delete(d.sidecars, key)
 			continue
 		}
@@ -263,22 +312,24 @@ func (d *double) step(s *sidecar, getCM func(ns, name string) (*corev1.ConfigMap
 	if fault == faultDie {
 		if s.stub != nil {
 			log.Printf("%s: dying (fault)", s.key)
-			s.stub.Close()
-			s.stub = nil
+			s.closeStatus()
+			// A dead Envoy's stream goes with it; the one that starts again
+			// rereads its bootstrap and starts with nothing loaded.
+			s.closeXDS()
+			s.bootRead, s.ads = false, nil
 		}
 		return
 	}
 	if s.stub == nil {
-		stub := admintest.NewSidecar()
-		if err := stub.Serve(s.addr); err != nil {
+		if err := s.serveStatus(); err != nil {
 			log.Printf("%s: %v", s.key, err)
 			return
 		}
-		s.stub = stub
 		s.hanging = false
 	}
 	if want := fault == faultHang; want != s.hanging {
 		s.stub.SetHang(want)
+		s.hang.Store(want)
 		s.hanging = want
 	}
 	d.readCertificate(s)
@@ -291,10 +342,27 @@ func (d *double) step(s *sidecar, getCM func(ns, name string) (*corev1.ConfigMap
 	if err != nil {
 		return // not there yet: Envoy would not have started either
 	}
-	version, clusters := parseConfig(cm)
 	now := time.Now()
 	if d.now != nil {
 		now = d.now()
+	}
+	if !s.bootRead {
+		s.bootRead = true
+		boot, err := parseADSBootstrap(cm.Data[envoyconfig.BootstrapFile])
+		switch {
+		case err != nil:
+			log.Printf("%s: %v; serving it as a file-delivered Envoy", s.key, err)
+		case boot != nil:
+			s.ads = boot
+		}
+	}
+	if s.ads != nil {
+		d.stepXDS(s, fault, now)
+		return
+	}
+	version, clusters := parseConfig(cm)
+	if version == "" && s.loaded != "" {
+		version = s.loaded // lds.yaml gone (the mesh went to xDS): Envoy keeps what it runs
 	}
 	if version != s.pending {
 		s.pending, s.pendingSince = version, now
@@ -422,9 +490,8 @@ func (d *double) closeAll() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, s := range d.sidecars {
-		if s.stub != nil {
-			s.stub.Close()
-		}
+		s.closeStatus()
+		s.closeXDS()
 	}
 }
 
@@ -442,6 +509,10 @@ type SidecarInfo struct {
 	Denied            uint64     `json:"denied"`
 	AuditDenied       uint64     `json:"auditDenied"`
 	CertificateExpiry *time.Time `json:"certificateExpiry,omitempty"`
+	// Delivery is ConfigMap (files) or XDS, as the pod's bootstrap says; XDS
+	// details the ADS stream of an XDS sidecar.
+	Delivery string   `json:"delivery"`
+	XDS      *XDSInfo `json:"xds,omitempty"`
 }
 
 func (d *double) controlHandler() http.Handler {
@@ -458,6 +529,13 @@ func (d *double) controlHandler() http.Handler {
 			}
 			if expiry := s.cert.expiry; !expiry.IsZero() {
 				info.CertificateExpiry = &expiry // a copy: it is encoded after the lock is released
+			}
+			info.Delivery = "ConfigMap"
+			if s.ads != nil {
+				info.Delivery = "XDS"
+			}
+			if s.xds != nil {
+				info.XDS = s.xds.info()
 			}
 			out = append(out, info)
 		}
@@ -510,6 +588,7 @@ func (d *double) controlHandler() http.Handler {
 		log.Printf("%d %s denials on every sidecar of %s", n, mode, key)
 		w.WriteHeader(http.StatusNoContent)
 	})
+	d.nackHandlers(mux)
 	return mux
 }
 

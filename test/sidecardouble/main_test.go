@@ -57,7 +57,7 @@ func TestStepLoadsAfterDelayAndRejects(t *testing.T) {
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	d := &double{delay: delay, now: func() time.Time { return clock }, sidecars: map[string]*sidecar{}, faults: map[string]string{}}
 	s := &sidecar{key: "ns/a-1/uid", owner: "ns/a", addr: "127.0.0.1:0", configMap: "a-envoy"}
-	defer func() { s.stub.Close() }()
+	defer s.closeStatus()
 	cm := configMap("v1")
 	get := func(string, string) (*corev1.ConfigMap, error) { return cm, nil }
 
@@ -202,10 +202,10 @@ func TestStepServesTheKubeletsCertificate(t *testing.T) {
 	s := &sidecar{key: "ns/a-1/uid-1", owner: "ns/a", uid: "uid-1", identity: true, addr: "127.0.0.1:0", configMap: "a-envoy"}
 	get := func(string, string) (*corev1.ConfigMap, error) { return configMap("v1"), nil }
 	d.step(s, get, nil)
-	defer s.stub.Close()
+	defer s.closeStatus()
 	certs := func() envoyadmin.Certificate {
 		t.Helper()
-		c, err := envoyadmin.NewClient(nil, 0).Certs(context.Background(), s.stub.URL())
+		c, err := envoyadmin.NewClient(nil, 0).Certs(context.Background(), s.statusURL())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -263,8 +263,8 @@ func TestStepWithoutKubeletDirOrIdentity(t *testing.T) {
 			d := &double{kubeletDir: tc.kubeletDir, sidecars: map[string]*sidecar{}, faults: map[string]string{}}
 			s := &sidecar{key: "ns/a-1/uid-1", owner: "ns/a", uid: "uid-1", identity: tc.identity, addr: "127.0.0.1:0", configMap: "a-envoy"}
 			d.step(s, get, nil)
-			defer s.stub.Close()
-			got, err := envoyadmin.NewClient(nil, 0).Certs(context.Background(), s.stub.URL())
+			defer s.closeStatus()
+			got, err := envoyadmin.NewClient(nil, 0).Certs(context.Background(), s.statusURL())
 			if err != nil || !got.Expiry.IsZero() {
 				t.Errorf("Certs = %+v, %v; want no certificate", got, err)
 			}
@@ -324,8 +324,8 @@ func TestDenialsEndpoint(t *testing.T) {
 	want := map[*sidecar][2]uint64{a1: {5, 4}, a2: {5, 4}, b1: {1, 0}, other: {0, 0}}
 	for _, s := range all {
 		d.step(s, get, nil)
-		defer s.stub.Close()
-		st, err := envoyadmin.NewClient(nil, 0).Stats(context.Background(), s.stub.URL())
+		defer s.closeStatus()
+		st, err := envoyadmin.NewClient(nil, 0).Stats(context.Background(), s.statusURL())
 		if err != nil {
 			t.Fatal(err)
 		}
