@@ -64,6 +64,11 @@
 // refused config stays refused (sent again, it is NACKed again) until DELETE
 // /nack, which also disarms. An update that leaves a type unchanged is accepted.
 //
+// With --endpointslices it also stands in for the EndpointSlice controller, which
+// kube-apiserver does not let write loopback pod IPs: it writes the EndpointSlice
+// of every meshed headless Service with each pod's 127.a.b.c as 198.18.b.c, which
+// nothing dials (see endpointslices.go), so XDS meshes get EDS endpoints.
+//
 // /denials adds N (a positive integer) to the denial counter of every current
 // sidecar of the service: mode=enforce (the default) to http.inbound.rbac.denied,
 // as if its RBAC filter had answered N requests 403; mode=audit to
@@ -96,6 +101,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -127,6 +133,7 @@ func main() {
 	var (
 		kubeconfig, controlAddr, kubeletDir string
 		delay, resync                       time.Duration
+		endpointSlices                      bool
 	)
 	flag.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "Kubeconfig of the cluster whose pods to serve.")
 	flag.StringVar(&controlAddr, "control-address", "127.0.0.1:15020", "Loopback address of the fault-control endpoint.")
@@ -134,15 +141,17 @@ func main() {
 	flag.DurationVar(&resync, "resync", 500*time.Millisecond, "How often pods and ConfigMaps are compared with what is served.")
 	flag.StringVar(&kubeletDir, "kubelet-dir", "", "Where the kubelet double writes pod volumes (its --dir); /certs reports each pod's "+
 		"Pod Certificate from there. Empty: no certificates.")
+	flag.BoolVar(&endpointSlices, "endpointslices", false, "Write each meshed headless Service's EndpointSlice with its pods' "+
+		"loopback IPs 127.a.b.c as 198.18.b.c, which kube-apiserver refuses to take from the real EndpointSlice controller (see endpointslices.go).")
 	flag.Parse()
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 
-	if err := run(kubeconfig, controlAddr, kubeletDir, delay, resync); err != nil {
+	if err := run(kubeconfig, controlAddr, kubeletDir, delay, resync, endpointSlices); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(kubeconfig, controlAddr, kubeletDir string, delay, resync time.Duration) error {
+func run(kubeconfig, controlAddr, kubeletDir string, delay, resync time.Duration, endpointSlices bool) error {
 	if !isLoopback(controlAddr) {
 		return fmt.Errorf("control address %q is not a loopback address", controlAddr)
 	}
@@ -160,6 +169,20 @@ func run(kubeconfig, controlAddr, kubeletDir string, delay, resync time.Duration
 	factory := informers.NewSharedInformerFactory(cs, 0)
 	pods := factory.Core().V1().Pods().Lister()
 	cms := factory.Core().V1().ConfigMaps().Lister()
+	var slices *sliceWriter
+	var services func() ([]*corev1.Service, error)
+	if endpointSlices {
+		svcLister := factory.Core().V1().Services().Lister()
+		sliceLister := factory.Discovery().V1().EndpointSlices().Lister()
+		services = func() ([]*corev1.Service, error) { return svcLister.List(labels.Everything()) }
+		slices = &sliceWriter{cs: cs, get: func(ns, name string) *discoveryv1.EndpointSlice {
+			es, err := sliceLister.EndpointSlices(ns).Get(name)
+			if err != nil {
+				return nil
+			}
+			return es
+		}}
+	}
 	factory.Start(ctx.Done())
 	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
 		if !ok {
@@ -174,7 +197,7 @@ func run(kubeconfig, controlAddr, kubeletDir string, delay, resync time.Duration
 	}
 	srv := &http.Server{Handler: d.controlHandler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	log.Printf("sidecar double: control endpoint on http://%s, propagation delay %s, kubelet dir %q", ln.Addr(), delay, kubeletDir)
+	log.Printf("sidecar double: control endpoint on http://%s, propagation delay %s, kubelet dir %q, EndpointSlices %v", ln.Addr(), delay, kubeletDir, endpointSlices)
 
 	tick := time.NewTicker(resync)
 	defer tick.Stop()
@@ -191,6 +214,13 @@ func run(kubeconfig, controlAddr, kubeletDir string, delay, resync time.Duration
 				continue
 			}
 			d.sync(all, func(ns, name string) (*corev1.ConfigMap, error) { return cms.ConfigMaps(ns).Get(name) })
+			if slices != nil {
+				if svcs, err := services(); err != nil {
+					log.Printf("listing services: %v", err)
+				} else {
+					slices.sync(ctx, svcs, all)
+				}
+			}
 		}
 	}
 }
