@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -368,19 +369,25 @@ func (x *xdsClient) accept(typeURL string, resources []*anypb.Any) error {
 	return errors.New(r.message)
 }
 
-// contentHash identifies a response's resources (the server marshals them
-// deterministically, so the same config gives the same hash).
+// contentHash identifies a response's resources whatever their order: the
+// server marshals each one deterministically, but lists them in map order, which
+// changes from response to response.
 func contentHash(resources []*anypb.Any) [32]byte {
-	h := sha256.New()
+	each := make([][32]byte, 0, len(resources))
 	for _, r := range resources {
+		h := sha256.New()
 		for _, b := range [][]byte{[]byte(r.GetTypeUrl()), r.GetValue()} {
 			_ = binary.Write(h, binary.BigEndian, uint64(len(b)))
 			h.Write(b)
 		}
+		each = append(each, [32]byte(h.Sum(nil)))
 	}
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	slices.SortFunc(each, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
+	h := sha256.New()
+	for _, e := range each {
+		h.Write(e[:])
+	}
+	return [32]byte(h.Sum(nil))
 }
 
 func shortType(typeURL string) string {

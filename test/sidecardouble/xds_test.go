@@ -25,6 +25,7 @@ import (
 	"github.com/go-logr/logr/testr"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -576,5 +577,16 @@ func TestNACKNeedsXDSSidecar(t *testing.T) {
 		if code := h.control(method, "/nack/ns/a?message=x"); code != http.StatusNotFound {
 			t.Errorf("%s /nack of a file-delivered sidecar: %d, want 404", method, code)
 		}
+	}
+}
+
+// TestContentHashIgnoresOrder: the server lists a response's resources in map order.
+func TestContentHashIgnoresOrder(t *testing.T) {
+	a, b := &anypb.Any{TypeUrl: "t", Value: []byte("a")}, &anypb.Any{TypeUrl: "t", Value: []byte("b")}
+	if contentHash([]*anypb.Any{a, b}) != contentHash([]*anypb.Any{b, a}) {
+		t.Error("the same resources in another order hash differently")
+	}
+	if contentHash([]*anypb.Any{a, b}) == contentHash([]*anypb.Any{a}) || contentHash([]*anypb.Any{{TypeUrl: "ta", Value: nil}}) == contentHash([]*anypb.Any{{TypeUrl: "t", Value: []byte("a")}}) {
+		t.Error("different resources hash the same")
 	}
 }
