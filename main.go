@@ -39,6 +39,7 @@ func main() {
 		probeInterval, probeTimeout time.Duration
 		probeConcurrency            int
 		trustDomain, caSecret       string
+		xds                         xdsFlags
 	)
 	metricsauth.BindFlags(flag.CommandLine, &metrics)
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the probe endpoint binds to.")
@@ -65,6 +66,15 @@ func main() {
 		"<namespace>/<name> of an existing CA Secret (tls.crt, tls.key, optional ca.crt, as cert-manager writes them) that signs "+
 			"the workload identities; the operator only reads it. Empty: a CA is generated in Secret "+
 			controllers.DefaultCASecretName+" of $POD_NAMESPACE.")
+	flag.StringVar(&xds.bindAddress, "xds-bind-address", ":18000",
+		"The address the ADS server of meshes whose spec.delivery is XDS binds to, on every replica; empty runs none.")
+	flag.StringVar(&xds.service, "xds-service", "envoymesh-xds",
+		"The Service, in $POD_NAMESPACE, in front of every replica's ADS server: what the sidecars' bootstraps dial.")
+	flag.IntVar(&xds.port, "xds-port", 18000, "The port of --xds-service.")
+	flag.StringVar(&xds.host, "xds-host", "",
+		"A host the bootstraps dial instead of <xds-service>.<namespace>.svc.<cluster-domain> (a manager run outside the cluster).")
+	flag.StringVar(&xds.serviceAccount, "xds-service-account", os.Getenv("POD_SERVICE_ACCOUNT"),
+		"The manager's ServiceAccount, whose SPIFFE ID the ADS server's certificate carries. Defaults to $POD_SERVICE_ACCOUNT (the downward API's spec.serviceAccountName).")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -98,6 +108,7 @@ func main() {
 		MaxConcurrentReconciles: maxConcurrentReconciles,
 		Probe:                   prober.Options{Interval: probeInterval, Timeout: probeTimeout, Concurrency: probeConcurrency},
 		Identity:                identity,
+		XDS:                     xds.options(os.Getenv("POD_NAMESPACE")),
 	})
 	if err != nil {
 		setupLog.Error(err, "unable to create manager")
@@ -133,6 +144,24 @@ func identityOptions(trustDomain, caSecret, podNamespace string) (controllers.Id
 	o.CASecret = types.NamespacedName{Namespace: podNamespace, Name: controllers.DefaultCASecretName}
 	o.GenerateCA = true
 	return o, nil
+}
+
+// xdsFlags are the ADS server's flags.
+type xdsFlags struct {
+	bindAddress, service, host, serviceAccount string
+	port                                       int
+}
+
+// options are the flags as the manager takes them: the Service lives in the
+// manager's own namespace.
+func (f xdsFlags) options(podNamespace string) controllers.XDSOptions {
+	return controllers.XDSOptions{
+		BindAddress:    f.bindAddress,
+		Service:        types.NamespacedName{Namespace: podNamespace, Name: f.service},
+		Port:           int32(min(f.port, 1<<16)), // XDSOptions.validate names a bad port
+		Host:           f.host,
+		ServiceAccount: f.serviceAccount,
+	}
 }
 
 // namespaceList turns "a, b" into [a b]; empty means every namespace, which is

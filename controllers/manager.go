@@ -6,6 +6,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -50,6 +51,8 @@ type ManagerOptions struct {
 	Probe prober.Options
 	// Identity configures the Pod Certificate signer.
 	Identity IdentityOptions
+	// XDS configures the ADS server of XDS meshes; without a BindAddress none runs.
+	XDS XDSOptions
 	// ConflictRetry is how often a MeshService or ServiceMesh that a foreign
 	// object blocks looks again (0: DefaultConflictRetry). The cache holds only
 	// our own objects, so no event says when a foreign one is deleted.
@@ -96,7 +99,7 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 	}
 
 	defaultSidecar := objects.DefaultSidecar(o.EnvoyImage)
-	if err := (&MeshServiceReconciler{
+	meshServices := &MeshServiceReconciler{
 		Client:                  c,
 		Recorder:                mgr.GetEventRecorder(EventSource),
 		ClusterDomain:           o.ClusterDomain,
@@ -107,7 +110,13 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 		ConflictRetry:           o.ConflictRetry,
 		Sidecars:                sidecars,
 		SidecarEvents:           sidecars.Events(),
-	}).SetupWithManager(mgr); err != nil {
+	}
+	if o.XDS.enabled() {
+		if meshServices.XDS, err = setupXDS(mgr, o, meshServices); err != nil {
+			return nil, err
+		}
+	}
+	if err := meshServices.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	if err := (&ServiceMeshReconciler{
@@ -155,6 +164,9 @@ func cacheOptions(namespaces []string, caSecret types.NamespacedName) cache.Opti
 			&corev1.Pod{}:                           {Label: managedByUs()},
 			&certificatesv1.PodCertificateRequest{}: {Field: ourSigner},
 			&certificatesv1.ClusterTrustBundle{}:    {Field: ourSigner},
+			// The EndpointSlice controller copies a Service's labels onto its
+			// slices, so ours carry the label too: XDS meshes' EDS reads them.
+			&discoveryv1.EndpointSlice{}: {Label: managedByUs()},
 		},
 		DefaultTransform: stripForCache,
 	}

@@ -61,6 +61,8 @@ type MeshServiceReconciler struct {
 	// Namespaces are the namespaces the manager's cache holds (none: all).
 	// An upstream elsewhere cannot be looked up, and is reported as such.
 	Namespaces []string
+	// XDS is the xDS delivery, nil when the manager serves no ADS.
+	XDS *xdsDelivery
 	// ConflictRetry is how often a MeshService that a foreign object blocks looks
 	// again (0: DefaultConflictRetry); see retryBlocked.
 	ConflictRetry time.Duration
@@ -109,12 +111,14 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	st := newStatusBuilder(ms)
 	missing, outside := st.upstreams(found, r.Namespaces)
 	st.setConditions(upstreamsResolvedCondition(missing, outside, len(ms.Spec.Upstreams)))
-	svc := envoyconfig.ServiceFor(ms, found, mesh)
-	if err := r.authorize(ctx, ms, mesh, found, st, &svc); err != nil {
+	cfg, err := r.sidecarConfig(ctx, ms, mesh, found, st)
+	var readErr apiError
+	switch {
+	case errors.As(err, &readErr):
 		return ctrl.Result{}, err
-	}
-	cfg, err := envoyconfig.BuildSidecar(svc, envoyconfig.Options{ClusterDomain: r.ClusterDomain})
-	if err != nil {
+	case errors.Is(err, errNoXDSServer):
+		return r.fail(ctx, ms, st, ReasonNoXDSServer, "Build", err)
+	case err != nil:
 		// The spec passed the API server, but Envoy would reject the result.
 		return r.fail(ctx, ms, st, ReasonInvalidConfig, "Build", err)
 	}
@@ -123,6 +127,7 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 
 	sidecar := objects.ResolveSidecar(r.DefaultSidecar, meshSidecar(mesh), ms.Spec.Sidecar)
+	sidecar.XDS = meshv1alpha1.DeliveryModeOf(mesh) == meshv1alpha1.DeliveryXDS
 	var objs []ownedObject
 	if objects.OwnsServiceAccount(ms) {
 		// First: the pods cannot be created before the ServiceAccount they run as.
@@ -131,7 +136,7 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	objs = append(objs,
 		envoyConfigMap(ms, objects.ConfigMapName(ms), cfg, func(files *envoyconfig.Output) *corev1.ConfigMap { return objects.ConfigMap(ms, files) }),
 		owned(objects.Service(ms), &corev1.Service{}),
-		owned(objects.Deployment(ms, sidecar, cfg.BootstrapVersion, meshv1alpha1.HasIdentity(mesh)), &appsv1.Deployment{}),
+		owned(objects.Deployment(ms, sidecar, cfg.BootstrapVersion, meshv1alpha1.NeedsCertificate(mesh)), &appsv1.Deployment{}),
 	)
 	// What is no longer wanted goes once the rest is applied, if it is ours.
 	var unwanted []client.Object
@@ -172,7 +177,7 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		ready.missingMesh = ms.Spec.Mesh
 	}
 	if r.Sidecars != nil {
-		sc := st.sidecars(r.Sidecars.Observations(req.NamespacedName))
+		sc := st.sidecars(r.observations(ms, mesh))
 		ready.sidecars = &sc
 		st.setConditions(configSyncedCondition(sc, cfg.Version))
 	}
@@ -183,6 +188,9 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if newlyRejected(ms.Status, st.status) {
 		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, ReasonRejected, "Probe", "%s",
 			meta.FindStatusCondition(st.status.Conditions, meshv1alpha1.ConditionConfigSynced).Message)
+	}
+	for _, nack := range newlyNACKed(ms.Status.Proxies, st.status.Proxies) {
+		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, ReasonXDSRejected, "Push", "%s", nack)
 	}
 	st.succeeded()
 	return ctrl.Result{}, r.writeStatus(ctx, ms, st)
@@ -370,6 +378,10 @@ func (r *MeshServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controllerOptions(r.MaxConcurrentReconciles))
 	if r.SidecarEvents != nil {
 		b = b.WatchesRawSource(source.Channel(r.SidecarEvents, &handler.EnqueueRequestForObject{}))
+	}
+	if r.XDS != nil {
+		// ACKs, NACKs and streams coming and going, for status.
+		b = b.WatchesRawSource(source.Channel(r.XDS.events, &handler.EnqueueRequestForObject{}))
 	}
 	return b.Complete(withConflictRetry(mgr, r, &r.applied, r.ConflictRetry))
 }

@@ -42,8 +42,9 @@ type sidecarView struct {
 
 // sidecars folds the prober's observations into status (counts, the capped
 // proxies list, upstream endpoint health) and returns them for the conditions.
+// streams, in XDS meshes, is each pod's ADS stream for status.proxies[].xds.
 // The Deployment's readyReplicas must already be in status.
-func (b *statusBuilder) sidecars(obs []prober.PodObservation) sidecarView {
+func (b *statusBuilder) sidecars(obs []prober.PodObservation, streams map[string]*meshv1alpha1.XDSProxyStatus) sidecarView {
 	want := b.status.ConfigVersion
 	var v sidecarView
 	b.status.Proxies = nil
@@ -64,7 +65,9 @@ func (b *statusBuilder) sidecars(obs []prober.PodObservation) sidecarView {
 			v.counts.Rejected++
 		}
 		if len(b.status.Proxies) < maxProxies {
-			b.status.Proxies = append(b.status.Proxies, proxyStatus(o, synced, rejected))
+			p := proxyStatus(o, synced, rejected)
+			p.XDS = streams[o.Pod]
+			b.status.Proxies = append(b.status.Proxies, p)
 		}
 	}
 	// Every ready replica must have been probed: until then the sidecars are unknown.

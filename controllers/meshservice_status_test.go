@@ -134,7 +134,7 @@ func TestSidecarsCountsAgainstReadyReplicas(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newStatusBuilder(&meshv1alpha1.MeshService{})
 			b.status.ConfigVersion, b.status.ReadyReplicas = "v2", tc.readyReplicas
-			got := b.sidecars(tc.obs)
+			got := b.sidecars(tc.obs, nil)
 			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(sidecarView{})); diff != "" {
 				t.Errorf("sidecars() (-want +got):\n%s", diff)
 			}

@@ -31,23 +31,24 @@ func loadClusterRole(t interface{ Fatalf(string, ...any) }) *rbacv1.ClusterRole 
 // own name may be signed for and attested.
 func TestClusterRoleIsLeastPrivilege(t *testing.T) {
 	want := map[string][]string{
-		"/configmaps":                                {"create", "delete", "get", "list", "patch", "watch"},
-		"/services":                                  {"create", "delete", "get", "list", "patch", "watch"},
-		"/pods":                                      {"get", "list", "watch"},
-		"/serviceaccounts":                           {"create", "get", "list", "patch", "watch"},
-		"networking.k8s.io/networkpolicies":          {"create", "delete", "get", "list", "patch", "watch"},
-		"policy/poddisruptionbudgets":                {"create", "delete", "get", "list", "patch", "watch"},
-		"monitoring.coreos.com/podmonitors":          {"create", "delete", "get", "list", "patch", "watch"},
-		"certificates.k8s.io/podcertificaterequests": {"get", "list", "watch"},
+		"/configmaps":                                             {"create", "delete", "get", "list", "patch", "watch"},
+		"/services":                                               {"create", "delete", "get", "list", "patch", "watch"},
+		"/pods":                                                   {"get", "list", "watch"},
+		"/serviceaccounts":                                        {"create", "get", "list", "patch", "watch"},
+		"networking.k8s.io/networkpolicies":                       {"create", "delete", "get", "list", "patch", "watch"},
+		"policy/poddisruptionbudgets":                             {"create", "delete", "get", "list", "patch", "watch"},
+		"discovery.k8s.io/endpointslices":                         {"get", "list", "watch"},
+		"monitoring.coreos.com/podmonitors":                       {"create", "delete", "get", "list", "patch", "watch"},
+		"certificates.k8s.io/podcertificaterequests":              {"get", "list", "watch"},
 		"certificates.k8s.io/podcertificaterequests/status":       {"update"},
 		"certificates.k8s.io/clustertrustbundles":                 {"create", "delete", "get", "list", "patch", "watch"},
 		"certificates.k8s.io/signers[mesh.envoymesh.io/identity]": {"attest", "sign"},
-		"apps/deployments":                       {"create", "delete", "get", "list", "patch", "watch"},
-		"events.k8s.io/events":                   {"create", "patch"},
-		"mesh.envoymesh.io/meshservices":         {"get", "list", "watch"},
-		"mesh.envoymesh.io/servicemeshes":        {"get", "list", "watch"},
-		"mesh.envoymesh.io/meshservices/status":  {"get", "patch", "update"},
-		"mesh.envoymesh.io/servicemeshes/status": {"get", "patch", "update"},
+		"apps/deployments":                                        {"create", "delete", "get", "list", "patch", "watch"},
+		"events.k8s.io/events":                                    {"create", "patch"},
+		"mesh.envoymesh.io/meshservices":                          {"get", "list", "watch"},
+		"mesh.envoymesh.io/servicemeshes":                         {"get", "list", "watch"},
+		"mesh.envoymesh.io/meshservices/status":                   {"get", "patch", "update"},
+		"mesh.envoymesh.io/servicemeshes/status":                  {"get", "patch", "update"},
 	}
 	got := map[string][]string{}
 	for _, rule := range loadClusterRole(t).Rules {

@@ -2,7 +2,9 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -99,8 +101,11 @@ var _ = BeforeSuite(func() {
 	})).To(Succeed())
 
 	statusPort = freePort()
+	xdsPort, health := freePort(), freePort()
+	suiteXDSTarget = fmt.Sprintf("127.0.0.1:%d", xdsPort)
 	mgr, err := NewManager(cfg, ManagerOptions{
-		Manager:       ctrl.Options{Scheme: scheme.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}},
+		Manager: ctrl.Options{Scheme: scheme.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+			HealthProbeBindAddress: fmt.Sprintf("127.0.0.1:%d", health)},
 		EnvoyImage:    testEnvoyImage,
 		ClusterDomain: "cluster.local",
 		Probe:         prober.Options{Interval: probeInterval, Timeout: 2 * time.Second, Concurrency: 8, Port: statusPort},
@@ -109,8 +114,9 @@ var _ = BeforeSuite(func() {
 		ConflictRetry: conflictRetry,
 		Identity: IdentityOptions{
 			TrustDomain: "cluster.local", GenerateCA: true, BundlePropagation: bundlePropagation,
-			CASecret: types.NamespacedName{Namespace: managerNamespace, Name: DefaultCASecretName},
+			CASecret: suiteCASecret(),
 		},
+		XDS: suiteXDSOptions(xdsPort),
 	})
 	Expect(err).NotTo(HaveOccurred())
 	suiteManager = mgr
@@ -119,7 +125,39 @@ var _ = BeforeSuite(func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
+	// Ready: among others the xDS server has its certificate, so a simulated
+	// proxy (which, unlike Envoy, does not retry) is not refused a handshake.
+	waitReady(health)
 })
+
+// waitReady waits until a manager's readiness endpoint on 127.0.0.1:port says so.
+func waitReady(port int) {
+	EventuallyWithOffset(1, func(g Gomega) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
+		g.Expect(err).NotTo(HaveOccurred())
+		defer resp.Body.Close()
+		g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	}, "60s").Should(Succeed())
+}
+
+// suiteXDSTarget is where the suite's manager serves ADS.
+var suiteXDSTarget string
+
+// xdsManagerServiceAccount is the manager's ServiceAccount, as the suite tells it.
+const xdsManagerServiceAccount = "envoymesh-controller-manager"
+
+func suiteCASecret() types.NamespacedName {
+	return types.NamespacedName{Namespace: managerNamespace, Name: DefaultCASecretName}
+}
+
+// suiteXDSOptions serve ADS on 127.0.0.1:port, which bootstraps dial.
+func suiteXDSOptions(port int) XDSOptions {
+	return XDSOptions{
+		BindAddress: fmt.Sprintf("127.0.0.1:%d", port), Host: "127.0.0.1", Port: int32(port),
+		Service:        types.NamespacedName{Namespace: managerNamespace, Name: "envoymesh-xds"},
+		ServiceAccount: xdsManagerServiceAccount,
+	}
+}
 
 func freePort() int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

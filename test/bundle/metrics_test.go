@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,8 +31,12 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("manager arg %q: the bundle serves metrics with the secure default", a)
 		}
 	}
-	if len(c.Ports) != 1 || c.Ports[0].ContainerPort != 8443 {
-		t.Errorf("manager ports %v, want 8443 only", c.Ports)
+	var ports []int32
+	for _, p := range c.Ports {
+		ports = append(ports, p.ContainerPort)
+	}
+	if fmt.Sprint(ports) != "[18000 8443]" {
+		t.Errorf("manager ports %v, want 18000 (xDS) and 8443 (metrics) only", ports)
 	}
 
 	var (
@@ -74,8 +79,8 @@ func TestMetricsEndpoint(t *testing.T) {
 				ports = append(ports, p.Port.String())
 			}
 		}
-		if strings.Join(ports, ",") != "8443,8081" {
-			t.Errorf("the manager's NetworkPolicy admits ports %v, want 8443 (metrics) and 8081 (health)", ports)
+		if strings.Join(ports, ",") != "8443,8081,18000" {
+			t.Errorf("the manager's NetworkPolicy admits ports %v, want 8443 (metrics), 8081 (health) and 18000 (xDS)", ports)
 		}
 	}
 

@@ -1,0 +1,431 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
+	"github.com/envoymesh/envoymesh-operator/internal/envoyconfig"
+	"github.com/envoymesh/envoymesh-operator/internal/identity"
+	"github.com/envoymesh/envoymesh-operator/internal/objects"
+	"github.com/envoymesh/envoymesh-operator/internal/xds"
+)
+
+// XDSOptions configure xDS delivery: the ADS server every replica runs and
+// what the bootstraps of XDS meshes dial.
+type XDSOptions struct {
+	// BindAddress is where the ADS server listens (":18000"); "" runs none, and
+	// a mesh whose delivery is XDS then reports that it cannot be served.
+	BindAddress string
+	// Service is the Service in front of the replicas' servers: the bootstraps
+	// dial <name>.<namespace>.svc.<cluster domain>:Port.
+	Service types.NamespacedName
+	Port    int32
+	// Host, when set, is dialled instead of the Service's DNS name: the local
+	// cluster, whose sidecar doubles run on the host, sets 127.0.0.1.
+	Host string
+	// ServiceAccount is the manager's, in Service.Namespace: the server's
+	// certificate carries its SPIFFE ID, which the sidecars verify.
+	ServiceAccount string
+}
+
+// enabled reports whether the options ask for a server.
+func (o XDSOptions) enabled() bool { return o.BindAddress != "" }
+
+// validate names the missing option.
+func (o XDSOptions) validate(id IdentityOptions) error {
+	switch {
+	case o.Service.Name == "" || o.Service.Namespace == "":
+		return errors.New("xDS: the Service in front of the replicas (name and namespace) is required")
+	case o.Port <= 0 || o.Port > 65535:
+		return fmt.Errorf("xDS: port %d is not a port", o.Port)
+	case o.ServiceAccount == "":
+		return errors.New("xDS: the manager's ServiceAccount is required: the server's certificate names it")
+	case id.CASecret.Name == "":
+		return errors.New("xDS: the identity CA is required: the server's certificate and the sidecars' come from it")
+	}
+	return nil
+}
+
+// serverSPIFFEID is the manager's identity on the ADS channel.
+func (o XDSOptions) serverSPIFFEID(trustDomain string) string {
+	return identity.SPIFFEID(trustDomain, o.Service.Namespace, o.ServiceAccount)
+}
+
+// delivery is the bootstrap's config source for XDS meshes.
+func (o XDSOptions) delivery(trustDomain, clusterDomain string) (envoyconfig.Delivery, error) {
+	host := o.Host
+	if host == "" {
+		host = fmt.Sprintf("%s.%s.svc.%s", o.Service.Name, o.Service.Namespace, clusterDomain)
+	}
+	return envoyconfig.ADSDelivery(envoyconfig.ADS{Address: host, Port: o.Port, ServerSPIFFEID: o.serverSPIFFEID(trustDomain)})
+}
+
+// xdsDelivery is what the reconcilers need of xDS: the server (its snapshots and
+// the status of its streams) and the bootstrap's config source. Nil when the
+// manager runs no server.
+type xdsDelivery struct {
+	server *xds.Server
+	ads    envoyconfig.Delivery
+	// events names the MeshServices whose streams changed, for the leader's
+	// status.
+	events <-chan event.GenericEvent
+}
+
+// status is what this replica's streams tell of ms's proxies.
+func (d *xdsDelivery) status(ms *meshv1alpha1.MeshService) xds.NodeStatus {
+	return d.server.Status(xds.NodeKey(ms.Name, ms.Namespace))
+}
+
+// errNoXDSServer is the build failure of an XDS mesh's member when the
+// manager serves no ADS.
+var errNoXDSServer = errors.New("spec.delivery of the ServiceMesh is XDS, but this operator runs no xDS server (--xds-bind-address is empty): the sidecars would get no listeners or clusters")
+
+// setupXDS adds the ADS server, its credentials and the snapshot controller to
+// mgr. All three run on every replica: a sidecar may connect to any of them.
+func setupXDS(mgr ctrl.Manager, o ManagerOptions, ms *MeshServiceReconciler) (*xdsDelivery, error) {
+	if err := o.XDS.validate(o.Identity); err != nil {
+		return nil, err
+	}
+	ads, err := o.XDS.delivery(o.Identity.TrustDomain, o.ClusterDomain)
+	if err != nil {
+		return nil, err
+	}
+	creds := &xdsCredentials{Reader: mgr.GetClient(), CASecret: o.Identity.CASecret, SPIFFEID: o.XDS.serverSPIFFEID(o.Identity.TrustDomain), Now: time.Now}
+	if err := setupXDSCredentials(mgr, creds); err != nil {
+		return nil, err
+	}
+	services := newKeyNotifier(meshServiceOf)
+	server, err := xds.New(xds.Options{
+		Address:   o.XDS.BindAddress,
+		TLS:       creds.TLSConfig(),
+		Authorize: nodeAuthorizer(mgr.GetClient(), o.Identity.TrustDomain),
+		OnChange:  services.notify,
+		Log:       ctrl.Log.WithName("xds"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range []interface{ Start(context.Context) error }{server, services} {
+		if err := mgr.Add(nonLeader{r}); err != nil {
+			return nil, err
+		}
+	}
+	snapshots := &xdsSnapshotReconciler{Client: mgr.GetClient(), Builder: ms, Server: server, Delivery: ads}
+	if err := snapshots.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(nonLeader{&initialSnapshots{cache: mgr.GetCache(), snapshots: snapshots}}); err != nil {
+		return nil, err
+	}
+	ready := func(req *http.Request) error {
+		if !creds.Ready() {
+			return errNoCredentials
+		}
+		return server.ReadyCheck(req)
+	}
+	if err := mgr.AddReadyzCheck("xds", ready); err != nil {
+		return nil, err
+	}
+	return &xdsDelivery{server: server, ads: ads, events: services.events}, nil
+}
+
+// initialSnapshots makes a replica ready only once it can serve what it is
+// asked: after the cache synced, it builds every XDS member's snapshot itself
+// (the snapshot controller may not have got to them yet) and then marks the
+// server synced, which its readiness check waits for.
+type initialSnapshots struct {
+	cache interface {
+		WaitForCacheSync(context.Context) bool
+	}
+	snapshots *xdsSnapshotReconciler
+}
+
+func (s *initialSnapshots) Start(ctx context.Context) error {
+	if !s.cache.WaitForCacheSync(ctx) {
+		return nil // stopping
+	}
+	// A failed pass (an API error) is retried: the replica stays unready meanwhile.
+	for {
+		n, err := s.buildAll(ctx)
+		if err == nil {
+			s.snapshots.Server.MarkSynced()
+			log.FromContext(ctx).Info("xDS snapshots built; serving as ready", "meshServices", n)
+			return nil
+		}
+		log.FromContext(ctx).Error(err, "xDS: building the first snapshots; retrying")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *initialSnapshots) buildAll(ctx context.Context) (int, error) {
+	var list meshv1alpha1.MeshServiceList
+	if err := s.snapshots.List(ctx, &list); err != nil {
+		return 0, fmt.Errorf("listing MeshServices: %w", err)
+	}
+	for i := range list.Items {
+		req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])}
+		if _, err := s.snapshots.Reconcile(ctx, req); err != nil {
+			return 0, fmt.Errorf("the snapshot of %s: %w", req, err)
+		}
+	}
+	return len(list.Items), nil
+}
+
+// nonLeader runs a runnable on every replica.
+type nonLeader struct {
+	r interface{ Start(context.Context) error }
+}
+
+func (n nonLeader) Start(ctx context.Context) error { return n.r.Start(ctx) }
+func (nonLeader) NeedLeaderElection() bool          { return false }
+
+// splitKey reads xds.NodeKey back: namespaces hold no dots, so the last one
+// separates them.
+func splitKey(key string) (name, namespace string) {
+	dot := strings.LastIndexByte(key, '.')
+	if dot < 0 {
+		return key, ""
+	}
+	return key[:dot], key[dot+1:]
+}
+
+// nodeAuthorizer admits a stream only when the certificate's SPIFFE ID is the
+// identity of the MeshService whose config the node asks for, in a mesh whose
+// delivery is XDS. Each proxy thus sees its own service's config and
+// nothing else, and a proxy of another service, namespace or mesh is refused.
+func nodeAuthorizer(c client.Reader, trustDomain string) func(*corev3.Node, string) error {
+	return func(node *corev3.Node, spiffeID string) error {
+		name, namespace, err := xds.ParseNode(node)
+		if err != nil {
+			return err
+		}
+		// Background: the callback has no request context; the cache read is local.
+		want, err := nodeIdentity(context.Background(), c, trustDomain, name, namespace)
+		if err != nil {
+			return err
+		}
+		if spiffeID != want {
+			return fmt.Errorf("%s asks for the config of %s/%s, whose identity is %s", spiffeID, namespace, name, want)
+		}
+		return nil
+	}
+}
+
+// nodeIdentity is the SPIFFE ID of MeshService namespace/name when its mesh
+// delivers over xDS. (Gateways keep file delivery: docs/xds.md.)
+func nodeIdentity(ctx context.Context, c client.Reader, trustDomain, name, namespace string) (string, error) {
+	ms := &meshv1alpha1.MeshService{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, ms); err != nil {
+		return "", fmt.Errorf("MeshService %s/%s: %w", namespace, name, err)
+	}
+	mesh, err := meshOf(ctx, c, ms)
+	if err != nil {
+		return "", err
+	}
+	if meshv1alpha1.DeliveryModeOf(mesh) != meshv1alpha1.DeliveryXDS {
+		return "", fmt.Errorf("MeshService %s/%s is not in a mesh whose delivery is XDS", namespace, name)
+	}
+	return identity.SPIFFEID(trustDomain, namespace, objects.ServiceAccountName(ms)), nil
+}
+
+// keyNotifier turns the server's OnChange calls, which must not block, into
+// GenericEvents for the MeshService controller: keys are collected in a set and sent by one
+// goroutine, so a burst costs one event per key and nothing is dropped.
+type keyNotifier struct {
+	// object is what a key enqueues.
+	object  func(key string) client.Object
+	mu      sync.Mutex
+	pending map[string]struct{}
+	wake    chan struct{}
+	out     chan event.GenericEvent
+	events  <-chan event.GenericEvent
+}
+
+func newKeyNotifier(object func(key string) client.Object) *keyNotifier {
+	out := make(chan event.GenericEvent)
+	return &keyNotifier{object: object, pending: map[string]struct{}{}, wake: make(chan struct{}, 1), out: out, events: out}
+}
+
+// meshServiceOf is the MeshService a NodeKey names.
+func meshServiceOf(key string) client.Object {
+	ms := &meshv1alpha1.MeshService{}
+	ms.Name, ms.Namespace = splitKey(key)
+	return ms
+}
+
+func (n *keyNotifier) notify(key string) {
+	n.mu.Lock()
+	n.pending[key] = struct{}{}
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start sends the pending keys until ctx ends. On a follower nothing reads the
+// events (the status controllers run on the leader): the set just stays small.
+func (n *keyNotifier) Start(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-n.wake:
+		}
+		n.mu.Lock()
+		keys := make([]string, 0, len(n.pending))
+		for k := range n.pending {
+			keys = append(keys, k)
+		}
+		clear(n.pending)
+		n.mu.Unlock()
+		for _, k := range keys {
+			select {
+			case n.out <- event.GenericEvent{Object: n.object(k)}:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+// xdsSnapshotReconciler keeps, on every replica, the snapshot of each
+// MeshService of an XDS mesh: the same build as the leader's reconcile (one
+// function, sidecarConfig), with endpoints from the upstreams' EndpointSlices.
+// It writes nothing to the API server.
+type xdsSnapshotReconciler struct {
+	client.Client
+	Builder  *MeshServiceReconciler
+	Server   *xds.Server
+	Delivery envoyconfig.Delivery
+}
+
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+
+func (r *xdsSnapshotReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if !watches(r.Builder.Namespaces, req.Namespace) {
+		return ctrl.Result{}, nil // a callee elsewhere, queued by a declaration
+	}
+	key := xds.NodeKey(req.Name, req.Namespace)
+	ms := &meshv1alpha1.MeshService{}
+	if err := r.Get(ctx, req.NamespacedName, ms); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Server.ClearSnapshot(key)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	found, err := r.Builder.findUpstreams(ctx, ms)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	mesh, err := meshOf(ctx, r.Client, ms)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !ms.DeletionTimestamp.IsZero() || meshv1alpha1.DeliveryModeOf(mesh) != meshv1alpha1.DeliveryXDS {
+		r.Server.ClearSnapshot(key)
+		return ctrl.Result{}, nil
+	}
+	cfg, err := r.Builder.sidecarConfig(ctx, ms, mesh, found, newStatusBuilder(ms))
+	if err != nil {
+		// The leader reports it in status; this replica keeps the last good snapshot.
+		log.FromContext(ctx).V(1).Info("no snapshot: the config does not build", "error", err.Error())
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.Server.SetSnapshot(ctx, key, cfg)
+}
+
+// SetupWithManager watches what a sidecar's config is made of: the
+// MeshService, its mesh, its upstreams and callers (the same maps as the
+// leader's controller), and the upstreams' EndpointSlices.
+func (r *xdsSnapshotReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	ms := r.Builder
+	return ctrl.NewControllerManagedBy(mgr).Named("xds-snapshots").
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), MaxConcurrentReconciles: max(ms.MaxConcurrentReconciles, 1)}).
+		For(&meshv1alpha1.MeshService{}).
+		Watches(&meshv1alpha1.MeshService{}, handler.EnqueueRequestsFromMapFunc(ms.callersOf)).
+		Watches(&meshv1alpha1.MeshService{}, declaredHandler(upstreamKeysOf)).
+		Watches(&meshv1alpha1.ServiceMesh{}, handler.EnqueueRequestsFromMapFunc(ms.membersOf)).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(ms.callersOfSlice)).
+		Complete(r)
+}
+
+// callersOfSlice enqueues the callers of the MeshService whose headless
+// Service the EndpointSlice belongs to.
+func (r *MeshServiceReconciler) callersOfSlice(ctx context.Context, obj client.Object) []reconcile.Request {
+	name := obj.GetLabels()[discoveryv1.LabelServiceName]
+	if name == "" {
+		return nil
+	}
+	key := types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}.String()
+	return r.enqueueMatching(ctx, client.MatchingFields{upstreamIndex: key})
+}
+
+// sidecarConfig builds what a MeshService's Envoy runs, for the ConfigMap and
+// for the xDS snapshot alike: its Service with the authorized callers and peers
+// (recorded in st), delivered over files or, in XDS meshes, over ADS with the
+// upstreams' endpoints. Any error but the build's comes wrapped as apiError.
+func (r *MeshServiceReconciler) sidecarConfig(ctx context.Context, ms *meshv1alpha1.MeshService, mesh *meshv1alpha1.ServiceMesh,
+	found map[types.NamespacedName]*meshv1alpha1.MeshService, st *statusBuilder) (*envoyconfig.Resources, error) {
+	svc := envoyconfig.ServiceFor(ms, found, mesh)
+	if err := r.authorize(ctx, ms, mesh, found, st, &svc); err != nil {
+		return nil, apiError{err}
+	}
+	opts := envoyconfig.Options{ClusterDomain: r.ClusterDomain}
+	if meshv1alpha1.DeliveryModeOf(mesh) == meshv1alpha1.DeliveryXDS {
+		if r.XDS == nil {
+			return nil, errNoXDSServer
+		}
+		endpoints, err := r.upstreamEndpoints(ctx, found)
+		if err != nil {
+			return nil, apiError{err}
+		}
+		opts.Delivery, opts.Endpoints = &r.XDS.ads, endpoints
+	}
+	return envoyconfig.BuildSidecar(svc, opts)
+}
+
+// apiError marks a failure to read inputs (retried), as opposed to a config
+// that does not build (reported).
+type apiError struct{ error }
+
+func (e apiError) Unwrap() error { return e.error }
+
+// upstreamEndpoints is the load assignment of every found upstream, from the
+// EndpointSlices of its headless Service.
+func (r *MeshServiceReconciler) upstreamEndpoints(ctx context.Context, found map[types.NamespacedName]*meshv1alpha1.MeshService) (map[string]*endpointv3.ClusterLoadAssignment, error) {
+	out := make(map[string]*endpointv3.ClusterLoadAssignment, len(found))
+	for key, up := range found {
+		var slices discoveryv1.EndpointSliceList
+		if err := r.List(ctx, &slices, client.InNamespace(key.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: key.Name}); err != nil {
+			return nil, err
+		}
+		name := envoyconfig.UpstreamClusterName(key.Name, key.Namespace)
+		out[name] = envoyconfig.ClusterLoadAssignment(name, up.Spec.ServicePort, slices.Items)
+	}
+	return out, nil
+}
