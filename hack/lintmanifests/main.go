@@ -210,7 +210,8 @@ var ignored = map[string][]string{
 	"ImagePullPolicy is not set to Always": {objects.SidecarName, managerContainer},
 	// A throttled proxy adds latency to every request of the app.
 	"CPU limit is not set": {objects.SidecarName},
-	// The MeshService's replicas are the user's; the operator writes no PDB.
+	// How much disruption an app tolerates is the user's: spec.disruption asks
+	// for a PDB, the demo's samples set none.
 	"No matching PodDisruptionBudget was found": {""},
 }
 
