@@ -21,7 +21,10 @@
 # Binaries are expected in BIN_DIR (the Makefile's cluster-binaries target puts them
 # there). Everything the cluster writes lives in STATE_DIR, so `down` removes all of it.
 # Two clusters (the demo and the e2e suite) can run at once when they differ in
-# STATE_DIR, CLUSTER_NAME, POD_CIDR and DOUBLE_CONTROL_ADDRESS.
+# STATE_DIR, CLUSTER_NAME, POD_CIDR, DOUBLE_CONTROL_ADDRESS and XDS_ADDRESS.
+# DELIVERY=XDS seeds the mesh with spec.delivery XDS (default ConfigMap): the manager's
+# ADS server on XDS_ADDRESS (default 127.0.0.1:18000) pushes the config to the double's
+# Envoys.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,6 +44,14 @@ OPERATOR_NAMESPACE=${OPERATOR_NAMESPACE:-envoymesh-system}
 # need not wait out the Lease.
 LEADER_ELECT=${LEADER_ELECT:-true}
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-300s}
+# The manager's ADS server (docs/xds.md) listens on loopback, where the double's
+# Envoys dial it: the bootstraps of XDS meshes name this host and port instead of
+# the in-cluster Service, and the server's certificate names the ServiceAccount an
+# installed manager runs as (config/manager, with the envoymesh- prefix).
+XDS_ADDRESS=${XDS_ADDRESS:-127.0.0.1:18000}
+XDS_SERVICE_ACCOUNT=${XDS_SERVICE_ACCOUNT:-envoymesh-controller-manager}
+# How the seed mesh gets its config: ConfigMap (files) or XDS (spec.delivery).
+DELIVERY=${DELIVERY:-ConfigMap}
 
 KUBECONFIG_PATH=$STATE_DIR/kubeconfig
 LOG_DIR=$STATE_DIR/logs
@@ -148,15 +159,26 @@ stop() {
 }
 
 start_operator() {
+  local xds_host=${XDS_ADDRESS%:*} xds_port=${XDS_ADDRESS##*:}
+  case $xds_host in
+    127.*) ;;
+    *) echo "XDS_ADDRESS=$XDS_ADDRESS: the ADS server must listen on a 127.0.0.0/8 address" >&2; exit 2 ;;
+  esac
   start manager env KUBECONFIG="$KUBECONFIG_PATH" POD_NAMESPACE="$OPERATOR_NAMESPACE" "$ROOT/bin/manager" \
     --metrics-bind-address="$METRICS_ADDRESS" --health-probe-bind-address="$HEALTH_ADDRESS" \
-    --probe-interval="$PROBE_INTERVAL" --leader-elect="$LEADER_ELECT"
+    --probe-interval="$PROBE_INTERVAL" --leader-elect="$LEADER_ELECT" \
+    --xds-bind-address="$XDS_ADDRESS" --xds-host="$xds_host" --xds-port="$xds_port" \
+    --xds-service-account="$XDS_SERVICE_ACCOUNT"
 }
 
 start_double() {
-  # --kubelet-dir: the double's /certs reports the certificate the kubelet double wrote.
+  # --kubelet-dir: the double's /certs reports the certificate the kubelet double wrote,
+  # and its Envoys in XDS meshes present it to the manager's ADS server.
+  # --endpointslices: kube-apiserver refuses the real EndpointSlice controller's
+  # loopback pod IPs, so the double writes the slices (addresses mapped to
+  # 198.18.0.0/15, never dialed) from which the operator builds XDS meshes' EDS.
   start sidecardouble "$ROOT/bin/sidecardouble" --kubeconfig "$KUBECONFIG_PATH" \
-    --control-address "$DOUBLE_CONTROL_ADDRESS" --kubelet-dir "$STATE_DIR/kubelet"
+    --control-address "$DOUBLE_CONTROL_ADDRESS" --kubelet-dir "$STATE_DIR/kubelet" --endpointslices
 }
 
 # The kubelet's Pod Certificate half for the fake node: PodCertificateRequests and the
@@ -173,6 +195,22 @@ seed() {
   kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply --server-side -f - >/dev/null
   kubectl label --overwrite namespace "$ns" \
     pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/enforce-version=latest >/dev/null
+  case $DELIVERY in
+    ConfigMap|XDS) ;;
+    *) echo "DELIVERY=$DELIVERY: want ConfigMap or XDS" >&2; exit 2 ;;
+  esac
+  # The seed's ServiceMesh (config/samples names it "default") gets its delivery
+  # before its services exist, so their pods start with the right bootstrap; a field
+  # manager of its own keeps the field when the samples are applied again.
+  log "delivery of mesh default: $DELIVERY"
+  kubectl apply --server-side --field-manager=envoymesh-seed-delivery -n "$ns" -f - >/dev/null <<EOF
+apiVersion: mesh.envoymesh.io/v1alpha1
+kind: ServiceMesh
+metadata:
+  name: default
+spec:
+  delivery: $DELIVERY
+EOF
   kubectl apply --server-side -n "$ns" -k "$ROOT/config/samples" >/dev/null
   log "waiting for every MeshService to be Ready and ConfigSynced (timeout $WAIT_TIMEOUT)"
   kubectl wait -n "$ns" --for=condition=Ready --timeout="$WAIT_TIMEOUT" meshservices --all >/dev/null
@@ -204,6 +242,10 @@ The seed mesh is up ($((SECONDS - t0))s). Look around:
   $BIN_DIR/kubectl get -n $DEMO_NAMESPACE cm/service-a-envoy -o yaml  # the generated Envoy config
   curl -s http://$DOUBLE_CONTROL_ADDRESS/sidecars            # what the sidecar double serves
   curl -X PUT 'http://$DOUBLE_CONTROL_ADDRESS/denials/$DEMO_NAMESPACE/service-b?count=3'  # make service-b's sidecar report denials
+
+Delivery: $DELIVERY (DELIVERY=XDS make demo: pushed by the manager's ADS server on $XDS_ADDRESS). With XDS:
+  $BIN_DIR/kubectl get -n $DEMO_NAMESPACE ms/service-a -o jsonpath='{.status.proxies[*].xds}'  # each proxy's ADS stream
+  curl -X PUT 'http://$DOUBLE_CONTROL_ADDRESS/nack/$DEMO_NAMESPACE/service-a?message=bad+listener'  # service-a NACKs its next version
 
 Pod volumes written by the kubelet double: $STATE_DIR/kubelet/<podUID>/volumes/
 
@@ -237,5 +279,5 @@ case $cmd in
   seed) seed "${1:-$DEMO_NAMESPACE}" ;;
   demo) demo ;;
   down) down ;;
-  *) sed -n '2,24p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,27p' "$0" >&2; exit 2 ;;
 esac

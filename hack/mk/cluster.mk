@@ -9,6 +9,10 @@ CLUSTER_BIN ?= $(shell pwd)/bin/cluster
 CLUSTER_BINARIES = etcd kube-apiserver kube-controller-manager kube-scheduler kubectl
 E2E_TIMEOUT ?= 30m
 E2E_ARGS ?=
+# The demo's seed mesh: DELIVERY=XDS make demo gives it spec.delivery XDS, its config
+# pushed by the manager's ADS server on XDS_ADDRESS (loopback); ConfigMap (files) by default.
+DELIVERY ?= ConfigMap
+XDS_ADDRESS ?= 127.0.0.1:18000
 
 .PHONY: cluster-binaries
 cluster-binaries: ## Build the local cluster's binaries, the manager and the sidecar test double (cached; cold: see docs/local-cluster.md).
@@ -25,8 +29,8 @@ cluster-binaries: ## Build the local cluster's binaries, the manager and the sid
 	go build -o bin/kubectl-envoymesh ./cmd/kubectl-envoymesh
 
 .PHONY: demo
-demo: cluster-binaries ## Start a local kwok cluster running the operator and the seed mesh; leaves it running (see `make demo-down`).
-	BIN_DIR=$(CLUSTER_BIN) K8S_VERSION=$(K8S_VERSION) hack/local-cluster.sh demo
+demo: cluster-binaries ## Start a local kwok cluster running the operator and the seed mesh (DELIVERY=XDS: over xDS); leaves it running (see `make demo-down`).
+	BIN_DIR=$(CLUSTER_BIN) K8S_VERSION=$(K8S_VERSION) DELIVERY=$(DELIVERY) XDS_ADDRESS=$(XDS_ADDRESS) hack/local-cluster.sh demo
 
 .PHONY: demo-down
 demo-down: ## Stop the demo's operator, sidecar double and cluster, and delete bin/state/demo.
