@@ -34,6 +34,7 @@ const (
 	clusterName    = "envoymesh-e2e"
 	podCIDR        = "127.2.0.0/16"
 	doubleControl  = "127.0.0.1:15030"
+	xdsAddress     = "127.0.0.1:18030" // the manager's ADS server (the demo's is on 18000)
 	probeInterval  = "1s"
 	convergeWithin = 3 * time.Minute
 )
@@ -53,15 +54,23 @@ func TestE2E(t *testing.T) {
 // cluster runs a hack/local-cluster.sh subcommand with the e2e cluster's settings.
 func cluster(args ...string) {
 	GinkgoHelper()
+	clusterWith(nil, args...)
+}
+
+// clusterWith is cluster with more environment, e.g. DELIVERY=XDS for seed.
+func clusterWith(env []string, args ...string) {
+	GinkgoHelper()
 	cmd := exec.Command(filepath.Join(root, "hack", "local-cluster.sh"), args...)
 	cmd.Env = append(os.Environ(),
 		"STATE_DIR="+stateDir,
 		"CLUSTER_NAME="+clusterName,
 		"POD_CIDR="+podCIDR,
 		"DOUBLE_CONTROL_ADDRESS="+doubleControl,
+		"XDS_ADDRESS="+xdsAddress,
 		"PROBE_INTERVAL="+probeInterval,
 		"LEADER_ELECT=false",
 	)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = GinkgoWriter, GinkgoWriter
 	Expect(cmd.Run()).To(Succeed(), "hack/local-cluster.sh %v", args)
 }
