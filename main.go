@@ -75,6 +75,8 @@ func main() {
 		"A host the bootstraps dial instead of <xds-service>.<namespace>.svc.<cluster-domain> (a manager run outside the cluster).")
 	flag.StringVar(&xds.serviceAccount, "xds-service-account", os.Getenv("POD_SERVICE_ACCOUNT"),
 		"The manager's ServiceAccount, whose SPIFFE ID the ADS server's certificate carries. Defaults to $POD_SERVICE_ACCOUNT (the downward API's spec.serviceAccountName).")
+	flag.StringVar(&xds.replica, "xds-replica", defaultReplica(),
+		"This replica's name, which names the report of its ADS streams that the leader reads. Defaults to $POD_NAME, else the host name.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -148,8 +150,18 @@ func identityOptions(trustDomain, caSecret, podNamespace string) (controllers.Id
 
 // xdsFlags are the ADS server's flags.
 type xdsFlags struct {
-	bindAddress, service, host, serviceAccount string
-	port                                       int
+	bindAddress, service, host, serviceAccount, replica string
+	port                                                int
+}
+
+// defaultReplica is the pod's name (the downward API's POD_NAME), else the
+// host's: unique per replica either way.
+func defaultReplica() string {
+	if name := os.Getenv("POD_NAME"); name != "" {
+		return name
+	}
+	host, _ := os.Hostname()
+	return strings.ToLower(host)
 }
 
 // options are the flags as the manager takes them: the Service lives in the
@@ -161,6 +173,7 @@ func (f xdsFlags) options(podNamespace string) controllers.XDSOptions {
 		Port:           int32(min(f.port, 1<<16)), // XDSOptions.validate names a bad port
 		Host:           f.host,
 		ServiceAccount: f.serviceAccount,
+		Replica:        f.replica,
 	}
 }
 

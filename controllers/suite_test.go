@@ -156,6 +156,7 @@ func suiteXDSOptions(port int) XDSOptions {
 		BindAddress: fmt.Sprintf("127.0.0.1:%d", port), Host: "127.0.0.1", Port: int32(port),
 		Service:        types.NamespacedName{Namespace: managerNamespace, Name: "envoymesh-xds"},
 		ServiceAccount: xdsManagerServiceAccount,
+		Replica:        fmt.Sprintf("replica-%d", port),
 	}
 }
 

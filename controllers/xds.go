@@ -46,6 +46,8 @@ type XDSOptions struct {
 	// ServiceAccount is the manager's, in Service.Namespace: the server's
 	// certificate carries its SPIFFE ID, which the sidecars verify.
 	ServiceAccount string
+	// Replica names this replica's report of its streams (its pod's name).
+	Replica string
 }
 
 // enabled reports whether the options ask for a server.
@@ -60,6 +62,8 @@ func (o XDSOptions) validate(id IdentityOptions) error {
 		return fmt.Errorf("xDS: port %d is not a port", o.Port)
 	case o.ServiceAccount == "":
 		return errors.New("xDS: the manager's ServiceAccount is required: the server's certificate names it")
+	case o.Replica == "":
+		return errors.New("xDS: the replica's name is required: it names the report of its streams")
 	case id.CASecret.Name == "":
 		return errors.New("xDS: the identity CA is required: the server's certificate and the sidecars' come from it")
 	}
@@ -89,11 +93,17 @@ type xdsDelivery struct {
 	// events names the MeshServices whose streams changed, for the leader's
 	// status.
 	events <-chan event.GenericEvent
+	// reports are the other replicas' streams (read on the leader).
+	reports *xdsReports
 }
 
-// status is what this replica's streams tell of ms's proxies.
+// status is what the streams of every replica tell of ms's proxies: this
+// replica's, and those the others report.
 func (d *xdsDelivery) status(ms *meshv1alpha1.MeshService) xds.NodeStatus {
-	return d.server.Status(xds.NodeKey(ms.Name, ms.Namespace))
+	key := xds.NodeKey(ms.Name, ms.Namespace)
+	st := d.server.Status(key)
+	st.Proxies = append(st.Proxies, d.reports.proxies(key)...)
+	return st
 }
 
 // errNoXDSServer is the build failure of an XDS mesh's member when the
@@ -115,13 +125,21 @@ func setupXDS(mgr ctrl.Manager, o ManagerOptions, ms *MeshServiceReconciler) (*x
 		return nil, err
 	}
 	services := newKeyNotifier(meshServiceOf)
+	var reporter *xdsReporter
 	server, err := xds.New(xds.Options{
 		Address:   o.XDS.BindAddress,
 		TLS:       creds.TLSConfig(),
 		Authorize: nodeAuthorizer(mgr.GetClient(), o.Identity.TrustDomain),
-		OnChange:  services.notify,
-		Log:       ctrl.Log.WithName("xds"),
+		OnChange: func(key string) {
+			services.notify(key)
+			reporter.changed()
+		},
+		Log: ctrl.Log.WithName("xds"),
 	})
+	if err != nil {
+		return nil, err
+	}
+	reporter, reports, err := setupXDSReports(mgr, server, o.XDS.Replica, o.XDS.Service.Namespace, services.notify)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +164,7 @@ func setupXDS(mgr ctrl.Manager, o ManagerOptions, ms *MeshServiceReconciler) (*x
 	if err := mgr.AddReadyzCheck("xds", ready); err != nil {
 		return nil, err
 	}
-	return &xdsDelivery{server: server, ads: ads, events: services.events}, nil
+	return &xdsDelivery{server: server, ads: ads, events: services.events, reports: reports}, nil
 }
 
 // initialSnapshots makes a replica ready only once it can serve what it is

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	meshv1alpha1 "github.com/envoymesh/envoymesh-operator/api/v1alpha1"
 	"github.com/envoymesh/envoymesh-operator/internal/envoyadmin"
@@ -74,5 +75,32 @@ func TestNewlyNACKed(t *testing.T) {
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
+	}
+}
+
+// The leader counts the other replicas' live reports, never its own (its own
+// streams come from memory) nor one whose replica stopped renewing it.
+func TestXDSReportsProxies(t *testing.T) {
+	now := time.Unix(2e9, 0)
+	p := proxyReport{NodeID: "a-1.shop", Since: now, Acked: map[string]string{xds.ListenerType: "v1"},
+		NACK: &nackReport{TypeURL: xds.ClusterType, Version: "v2", Message: "bad"}}
+	r := &xdsReports{Self: "me", Expiry: time.Minute, Now: func() time.Time { return now }, reports: map[string]xdsReport{
+		"r-me":    {Replica: "me", Renewed: now, Nodes: map[string][]proxyReport{"a.shop": {p}}},
+		"r-other": {Replica: "other", Renewed: now.Add(-59 * time.Second), Nodes: map[string][]proxyReport{"a.shop": {p}}},
+		"r-gone":  {Replica: "gone", Renewed: now.Add(-61 * time.Second), Nodes: map[string][]proxyReport{"a.shop": {p}}},
+	}}
+	got := r.proxies("a.shop")
+	want := []xds.ProxyStatus{{NodeID: "a-1.shop", Since: now, Acked: xds.Versions{xds.ListenerType: "v1"},
+		NACK: &xds.NACK{TypeURL: xds.ClusterType, Version: "v2", Message: "bad"}}}
+	if d := cmp.Diff(want, got, cmpopts.IgnoreUnexported(xds.NACK{})); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+	if got := r.proxies("b.shop"); len(got) != 0 {
+		t.Errorf("b.shop: %v", got)
+	}
+	if d := cmp.Diff(map[string]bool{"a.shop": true, "c.shop": true}, changedKeys(
+		map[string][]proxyReport{"a.shop": {p}, "b.shop": {p}},
+		map[string][]proxyReport{"b.shop": {p}, "c.shop": {p}})); d != "" {
+		t.Errorf("changedKeys (-want +got):\n%s", d)
 	}
 }

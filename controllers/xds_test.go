@@ -374,6 +374,18 @@ var _ = Describe("xDS delivery", func() {
 		sc := startProxy(fmt.Sprintf("127.0.0.1:%d", port), ns, "a", "a-pod-1", proxyCert(ns, "a"), nil)
 		acked(sc, v1)
 
+		By("the leader reporting the follower's proxy, from the follower's report")
+		Eventually(func(g Gomega) {
+			p := proxyOf(getMeshService(ns, "a"), "a-pod-1")
+			g.Expect(p).NotTo(BeNil())
+			g.Expect(p.XDS).To(Equal(&meshv1alpha1.XDSProxyStatus{Connected: true, AckedVersion: v1}))
+			g.Expect(p.Synced).To(BeTrue())
+		}).Should(Succeed())
+		sc.Close()
+		Eventually(func(g Gomega) {
+			g.Expect(proxyOf(getMeshService(ns, "a"), "a-pod-1")).To(BeNil())
+		}).Should(Succeed())
+
 		By("the follower still a follower")
 		lease := &coordinationv1.Lease{}
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: leaseName}, lease)).To(Succeed())

@@ -206,6 +206,10 @@ func (s *Server) ReadyCheck(*http.Request) error {
 // may be called freely; cost is one map lookup and the node's own entries.
 func (s *Server) Status(key string) NodeStatus { return s.status.status(key) }
 
+// Keys lists the keys (see NodeKey) that have a stream open on this replica,
+// sorted: what a report of this replica's streams covers.
+func (s *Server) Keys() []string { return s.status.keys() }
+
 // libraryLogger hands go-control-plane's messages to logr, formatting only
 // what is enabled: the cache logs every response at debug level.
 type libraryLogger struct{ log logr.Logger }

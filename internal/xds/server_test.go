@@ -118,6 +118,9 @@ func TestPushIsACKedAndShownInStatus(t *testing.T) {
 	if srv.changes.count(key) == 0 {
 		t.Error("OnChange was not called")
 	}
+	if got := srv.Keys(); len(got) != 1 || got[0] != key {
+		t.Errorf("Keys() = %v, want [%s]", got, key)
+	}
 
 	// Ready once serving (the sidecar just proved it) and told synced.
 	if srv.Ready() || srv.ReadyCheck(nil) == nil {
@@ -132,6 +135,9 @@ func TestPushIsACKedAndShownInStatus(t *testing.T) {
 	st = srv.waitStatus(t, key, func(st NodeStatus) bool { return !st.Connected() })
 	if st.LastAcked[ListenerType] != res.Version || len(st.Proxies) != 0 {
 		t.Errorf("after close: %+v, want the last ACKed version kept", st)
+	}
+	if got := srv.Keys(); len(got) != 0 {
+		t.Errorf("Keys() = %v after the stream closed, want none", got)
 	}
 }
 

@@ -318,6 +318,20 @@ func (t *tracker) status(key string) NodeStatus {
 	return out
 }
 
+// keys lists the keys with open streams.
+func (t *tracker) keys() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.nodes))
+	for key, n := range t.nodes {
+		if len(n.streams) > 0 {
+			out = append(out, key)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 func copyNACK(n *NACK) *NACK {
 	if n == nil {
 		return nil
