@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
+	appsv1 "k8s.io/api/apps/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -295,6 +296,47 @@ var _ = Describe("xDS delivery", func() {
 		})).To(Succeed())
 		By("listeners and clusters not resent for an endpoint change")
 		Expect(sc.State().Received[xds.ListenerType]).To(Equal(1))
+	})
+
+	It("rolls the pods once when a mesh switches delivery, and writes no lds or cds files under XDS", func() {
+		Expect(k8sClient.Create(ctx, meshService(ns, "a", 8080, 15006))).To(Succeed())
+		v1 := configVersion(ns, "a", "")
+		template := func() (map[string]string, error) {
+			dep := &appsv1.Deployment{}
+			err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "a"}, dep)
+			return dep.Spec.Template.Annotations, err
+		}
+		xdsAnnotations, err := template()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(getMeshService(ns, "a").Status.Identity.SPIFFEID).NotTo(BeEmpty())
+
+		By("back to ConfigMaps: a new bootstrap (one roll), the listeners and clusters back in the ConfigMap")
+		update(&meshv1alpha1.ServiceMesh{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}}, func(m *meshv1alpha1.ServiceMesh) {
+			m.Spec.Delivery = meshv1alpha1.DeliveryConfigMap
+		})
+		Eventually(func(g Gomega) {
+			cm, err := envoyConfig(ns, "a")()
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(cm.Data).To(HaveKey(envoyconfig.ListenersFile))
+			g.Expect(cm.Data[envoyconfig.BootstrapFile]).NotTo(ContainSubstring("ads_config"))
+		}).Should(Succeed())
+		Eventually(template).ShouldNot(HaveKeyWithValue(objects.BootstrapHashAnnotation, xdsAnnotations[objects.BootstrapHashAnnotation]))
+		fileAnnotations, err := template()
+		Expect(err).NotTo(HaveOccurred())
+		reconciledOnce(ns, "a")
+		reconciledOnce(ns, "a")
+		Expect(template()).To(Equal(fileAnnotations), "a second reconcile rolled the pods again")
+		Expect(getMeshService(ns, "a").Status.ConfigVersion).To(Equal(v1), "the listeners and clusters are the same either way")
+
+		By("and to XDS again: the same bootstrap as before")
+		update(&meshv1alpha1.ServiceMesh{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}}, func(m *meshv1alpha1.ServiceMesh) {
+			m.Spec.Delivery = meshv1alpha1.DeliveryXDS
+		})
+		Eventually(template).Should(Equal(xdsAnnotations))
+		cm, err := envoyConfig(ns, "a")()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cm.Data).NotTo(HaveKey(envoyconfig.ListenersFile))
+		Expect(cm.Data).NotTo(HaveKey(envoyconfig.ClustersFile))
 	})
 
 	It("refuses a proxy whose identity is not the service whose config it asks for", func() {
