@@ -170,6 +170,17 @@ func serviceRows(ms *meshv1alpha1.MeshService) []ProxyRow {
 
 // proxyState is what a sidecar's status entry means, and why when not synced.
 func proxyState(p meshv1alpha1.ProxyStatus, want string) (string, string) {
+	if x := p.XDS; x != nil && !p.Synced {
+		// Pushed over xDS: the stream says it all.
+		switch {
+		case x.RejectedVersion != "":
+			return StateRejected, fmt.Sprintf("Envoy NACKed config %s over xDS and keeps serving %s: %s", x.RejectedVersion, x.AckedVersion, x.RejectReason)
+		case !x.Connected:
+			return StateStale, "no ADS stream to the operator (Envoy retries; check the envoymesh-xds Service and the pod's certificate)"
+		case x.AckedVersion != want:
+			return StateStale, fmt.Sprintf("ACKed %s over xDS, current is %s (the push is under way)", x.AckedVersion, want)
+		}
+	}
 	switch {
 	case p.Synced:
 		return StateSynced, ""
