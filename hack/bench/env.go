@@ -126,14 +126,26 @@ type managerProc struct {
 	cmd         *exec.Cmd
 	metricsAddr string
 	pprofAddr   string
-	logPath     string
-	exited      chan struct{}
-	waitErr     error
+	// xdsAddr is where its ADS server listens (127.0.0.1, a free port).
+	xdsAddr string
+	logPath string
+	exited  chan struct{}
+	waitErr error
 }
+
+// managerServiceAccount is the manager's ServiceAccount as deployed (its
+// POD_SERVICE_ACCOUNT): the SPIFFE ID of its ADS server's certificate names it.
+const managerServiceAccount = "envoymesh-controller-manager"
 
 // startManager starts the manager and waits until the workers of the
 // MeshService controller, and of the controllers named in waitFor, have started.
 func startManager(o options, p *plane, label string, waitFor ...string) (*managerProc, error) {
+	return launchManager(o, p, label, nil, nil, func(m *managerProc) (bool, error) { return m.workersStarted(waitFor...) })
+}
+
+// launchManager starts the manager with extra flags (after -manager-args, so
+// they win) and environment, and waits until ready says it is up.
+func launchManager(o options, p *plane, label string, extraArgs, extraEnv []string, ready func(*managerProc) (bool, error)) (*managerProc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -148,6 +160,11 @@ func startManager(o options, p *plane, label string, waitFor ...string) (*manage
 		return nil, err
 	}
 	m.pprofAddr = "127.0.0.1:" + strconv.Itoa(pprofPort)
+	xdsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	m.xdsAddr = "127.0.0.1:" + strconv.Itoa(xdsPort)
 	args := append([]string{
 		"--metrics-bind-address=" + m.metricsAddr,
 		// Plain HTTP on loopback: a secure scrape would add the manager's own
@@ -161,15 +178,22 @@ func startManager(o options, p *plane, label string, waitFor ...string) (*manage
 		"--kube-api-burst=" + strconv.Itoa(o.burst),
 		"--max-concurrent-reconciles=" + strconv.Itoa(o.concurrency),
 		"--envoy-image=" + o.envoyImage,
+		// Every replica serves ADS, as deployed; on loopback, on a port of its own.
+		"--xds-bind-address=" + m.xdsAddr,
+		"--xds-host=127.0.0.1",
+		"--xds-port=" + strconv.Itoa(xdsPort),
 	}, o.managerArgs...)
+	args = append(args, extraArgs...)
 	logFile, err := os.Create(m.logPath)
 	if err != nil {
 		return nil, err
 	}
 	m.cmd = exec.Command(o.manager, args...)
 	// POD_NAMESPACE is what the downward API gives the deployed manager: where it
-	// keeps (and here generates) the identity CA Secret.
-	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+p.kubeconfig, "POD_NAMESPACE="+managerNamespace)
+	// keeps (and here generates) the identity CA Secret; POD_SERVICE_ACCOUNT is
+	// its ServiceAccount, which its ADS server's certificate names.
+	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+p.kubeconfig, "POD_NAMESPACE="+managerNamespace, "POD_SERVICE_ACCOUNT="+managerServiceAccount)
+	m.cmd.Env = append(m.cmd.Env, extraEnv...)
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := m.cmd.Start(); err != nil {
@@ -181,7 +205,6 @@ func startManager(o options, p *plane, label string, waitFor ...string) (*manage
 		logFile.Close()
 		close(m.exited)
 	}()
-	// Wait for the metrics endpoint: the manager is up and its caches are starting.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
@@ -189,14 +212,12 @@ func startManager(o options, p *plane, label string, waitFor ...string) (*manage
 			return nil, fmt.Errorf("manager exited early (%v); log: %s", m.waitErr, m.logPath)
 		default:
 		}
-		// Workers start once the caches have synced: from then on the manager
-		// reacts to creates at once.
-		if started, err := m.workersStarted(waitFor...); err == nil && started {
+		if ok, err := ready(m); err == nil && ok {
 			return m, nil
 		}
 		if time.Now().After(deadline) {
 			m.stop()
-			return nil, fmt.Errorf("manager workers not started after 60s; log: %s", m.logPath)
+			return nil, fmt.Errorf("manager not up after 60s; log: %s", m.logPath)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
