@@ -111,15 +111,7 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 		Sidecars:                sidecars,
 		SidecarEvents:           sidecars.Events(),
 	}
-	if o.XDS.enabled() {
-		if meshServices.XDS, err = setupXDS(mgr, o, meshServices); err != nil {
-			return nil, err
-		}
-	}
-	if err := meshServices.SetupWithManager(mgr); err != nil {
-		return nil, err
-	}
-	if err := (&ServiceMeshReconciler{
+	meshes := &ServiceMeshReconciler{
 		Client:         c,
 		Recorder:       mgr.GetEventRecorder(EventSource),
 		ClusterDomain:  o.ClusterDomain,
@@ -129,7 +121,17 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 		Gateways:       gateways,
 		GatewayEvents:  gateways.Events(),
 		ConflictRetry:  o.ConflictRetry,
-	}).SetupWithManager(mgr); err != nil {
+	}
+	if o.XDS.enabled() {
+		if meshServices.XDS, err = setupXDS(mgr, o, meshServices, meshes); err != nil {
+			return nil, err
+		}
+		meshes.XDS = meshServices.XDS
+	}
+	if err := meshServices.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	if err := meshes.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	if o.Identity.CASecret.Name != "" {

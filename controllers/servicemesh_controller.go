@@ -57,6 +57,8 @@ type ServiceMeshReconciler struct {
 	// ConflictRetry is how often a mesh whose gateway a foreign object blocks
 	// looks again (0: DefaultConflictRetry); see retryBlocked.
 	ConflictRetry time.Duration
+	// XDS is the xDS delivery, nil when the manager serves no ADS.
+	XDS *xdsDelivery
 
 	applied appliedVersions
 	// podMonitors remembers briefly that the PodMonitor CRD is missing.
@@ -245,42 +247,27 @@ func (r *ServiceMeshReconciler) deletePodMonitor(ctx context.Context, mesh *mesh
 // error is worth a retry.
 func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *meshv1alpha1.ServiceMesh,
 	status *meshv1alpha1.ServiceMeshStatus) (*gatewayState, *failure, error) {
-	found := map[types.NamespacedName]*meshv1alpha1.MeshService{}
-	var missing, notAllowed []string
-	outside := notWatched{watched: r.Namespaces}
-	for _, route := range mesh.Spec.Gateway.Routes {
-		key := route.Key(mesh.Namespace)
-		if !watches(r.Namespaces, key.Namespace) {
-			// The cache cannot read it: its routes answer 503 like a missing target's.
-			outside.keys = append(outside.keys, key.String())
-			continue
-		}
-		ms := &meshv1alpha1.MeshService{}
-		err := r.Get(ctx, key, ms)
-		switch {
-		case apierrors.IsNotFound(err) || err == nil && !ms.DeletionTimestamp.IsZero():
-			missing = append(missing, key.String())
-		case err != nil:
-			return nil, nil, err
-		case !consents(ms, mesh.Namespace, objects.GatewayServiceAccountName(mesh)):
-			// Routing is a declaration; another namespace must consent to it.
-			notAllowed = append(notAllowed, key.String())
-		default:
-			found[key] = ms
-		}
-	}
-	setConditions(&status.Conditions, mesh.Generation, routesResolvedCondition(missing, notAllowed, outside, len(mesh.Spec.Gateway.Routes)))
-
-	resolved, err := r.gatewayFor(ctx, mesh, found, notAllowed)
+	routes, err := r.gatewayRoutes(ctx, mesh)
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg, err := envoyconfig.BuildGateway(resolved, envoyconfig.Options{ClusterDomain: r.ClusterDomain})
-	if err != nil {
-		r.Recorder.Eventf(mesh, nil, corev1.EventTypeWarning, ReasonInvalidConfig, "Build", "%v", err)
-		return nil, &failure{reason: ReasonInvalidConfig, message: err.Error()}, nil
+	setConditions(&status.Conditions, mesh.Generation, routesResolvedCondition(routes.missing, routes.notAllowed, routes.outside, len(mesh.Spec.Gateway.Routes)))
+
+	cfg, err := r.gatewayConfig(ctx, mesh, routes)
+	var readErr apiError
+	switch {
+	case errors.As(err, &readErr):
+		return nil, nil, err
+	case err != nil:
+		reason := ReasonInvalidConfig
+		if errors.Is(err, errNoXDSServer) {
+			reason = ReasonNoXDSServer
+		}
+		r.Recorder.Eventf(mesh, nil, corev1.EventTypeWarning, reason, "Build", "%v", err)
+		return nil, &failure{reason: reason, message: err.Error()}, nil
 	}
 	sidecar := objects.ResolveSidecar(r.DefaultSidecar, mesh.Spec.Sidecar)
+	sidecar.XDS = meshv1alpha1.DeliveryModeOf(mesh) == meshv1alpha1.DeliveryXDS
 	objs := []ownedObject{
 		// First: the gateway's pods run as it. Disabling the gateway leaves it
 		// (it holds nothing); deleting the mesh collects it.
@@ -327,11 +314,71 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 		ConfigVersion: cfg.Version,
 	}
 	if r.Gateways != nil {
-		synced := countSynced(r.Gateways.Observations(client.ObjectKeyFromObject(mesh)), cfg.Version)
+		obs := r.Gateways.Observations(client.ObjectKeyFromObject(mesh))
+		if r.XDS != nil && meshv1alpha1.DeliveryModeOf(mesh) == meshv1alpha1.DeliveryXDS {
+			obs, _ = streamObservations(obs, r.XDS.status(gatewayKey(mesh)), mesh.Namespace)
+		}
+		synced := countSynced(obs, cfg.Version)
 		gw.synced = &synced
 		status.Gateway.Synced = synced
 	}
 	return gw, nil, nil
+}
+
+// gatewayRouting is what the gateway's routes resolved to: the targets found,
+// and those missing, refusing the gateway, or outside the watched namespaces.
+type gatewayRouting struct {
+	found               map[types.NamespacedName]*meshv1alpha1.MeshService
+	missing, notAllowed []string
+	outside             notWatched
+}
+
+// gatewayRoutes resolves the gateway's routes.
+func (r *ServiceMeshReconciler) gatewayRoutes(ctx context.Context, mesh *meshv1alpha1.ServiceMesh) (gatewayRouting, error) {
+	routes := gatewayRouting{found: map[types.NamespacedName]*meshv1alpha1.MeshService{}, outside: notWatched{watched: r.Namespaces}}
+	for _, route := range mesh.Spec.Gateway.Routes {
+		key := route.Key(mesh.Namespace)
+		if !watches(r.Namespaces, key.Namespace) {
+			// The cache cannot read it: its routes answer 503 like a missing target's.
+			routes.outside.keys = append(routes.outside.keys, key.String())
+			continue
+		}
+		ms := &meshv1alpha1.MeshService{}
+		err := r.Get(ctx, key, ms)
+		switch {
+		case apierrors.IsNotFound(err) || err == nil && !ms.DeletionTimestamp.IsZero():
+			routes.missing = append(routes.missing, key.String())
+		case err != nil:
+			return routes, err
+		case !consents(ms, mesh.Namespace, objects.GatewayServiceAccountName(mesh)):
+			// Routing is a declaration; another namespace must consent to it.
+			routes.notAllowed = append(routes.notAllowed, key.String())
+		default:
+			routes.found[key] = ms
+		}
+	}
+	return routes, nil
+}
+
+// gatewayConfig builds what the gateway's Envoys run, for the ConfigMap and
+// the xDS snapshot alike. A failure to read inputs comes as apiError.
+func (r *ServiceMeshReconciler) gatewayConfig(ctx context.Context, mesh *meshv1alpha1.ServiceMesh, routes gatewayRouting) (*envoyconfig.Resources, error) {
+	resolved, err := r.gatewayFor(ctx, mesh, routes.found, routes.notAllowed)
+	if err != nil {
+		return nil, apiError{err}
+	}
+	opts := envoyconfig.Options{ClusterDomain: r.ClusterDomain}
+	if meshv1alpha1.DeliveryModeOf(mesh) == meshv1alpha1.DeliveryXDS {
+		if r.XDS == nil {
+			return nil, errNoXDSServer
+		}
+		endpoints, err := upstreamEndpoints(ctx, r.Client, routes.found)
+		if err != nil {
+			return nil, apiError{err}
+		}
+		opts.Delivery, opts.Endpoints = &r.XDS.ads, endpoints
+	}
+	return envoyconfig.BuildGateway(resolved, opts)
 }
 
 // gatewayAddress is the LoadBalancer ingress when there is one, else the ClusterIP.
@@ -453,6 +500,10 @@ func (r *ServiceMeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&meshv1alpha1.MeshService{}, handler.EnqueueRequestsFromMapFunc(r.meshesOf))
 	if r.GatewayEvents != nil {
 		b = b.WatchesRawSource(source.Channel(r.GatewayEvents, &handler.EnqueueRequestForObject{}))
+	}
+	if r.XDS != nil {
+		// The gateway Envoys' ADS streams, for status.gateway.synced.
+		b = b.WatchesRawSource(source.Channel(r.XDS.gatewayEvents, &handler.EnqueueRequestForObject{}))
 	}
 	return b.Complete(withConflictRetry(mgr, r, &r.applied, r.ConflictRetry))
 }

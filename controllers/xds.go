@@ -91,19 +91,26 @@ type xdsDelivery struct {
 	server *xds.Server
 	ads    envoyconfig.Delivery
 	// events names the MeshServices whose streams changed, for the leader's
-	// status.
-	events <-chan event.GenericEvent
+	// status; gatewayEvents the ServiceMeshes whose gateway's did.
+	events, gatewayEvents <-chan event.GenericEvent
 	// reports are the other replicas' streams (read on the leader).
 	reports *xdsReports
 }
 
-// status is what the streams of every replica tell of ms's proxies: this
-// replica's, and those the others report.
-func (d *xdsDelivery) status(ms *meshv1alpha1.MeshService) xds.NodeStatus {
-	key := xds.NodeKey(ms.Name, ms.Namespace)
+// status is what the streams of every replica tell of the proxies of key (a
+// MeshService's or a gateway's NodeKey): this replica's, and those the others
+// report.
+func (d *xdsDelivery) status(key string) xds.NodeStatus {
 	st := d.server.Status(key)
 	st.Proxies = append(st.Proxies, d.reports.proxies(key)...)
 	return st
+}
+
+// meshServiceKey and gatewayKey are the NodeKeys of a MeshService's sidecars
+// and of a mesh's gateway Envoys.
+func meshServiceKeyOf(ms *meshv1alpha1.MeshService) string { return xds.NodeKey(ms.Name, ms.Namespace) }
+func gatewayKey(mesh *meshv1alpha1.ServiceMesh) string {
+	return xds.NodeKey(objects.GatewayName(mesh), mesh.Namespace)
 }
 
 // errNoXDSServer is the build failure of an XDS mesh's member when the
@@ -112,7 +119,7 @@ var errNoXDSServer = errors.New("spec.delivery of the ServiceMesh is XDS, but th
 
 // setupXDS adds the ADS server, its credentials and the snapshot controller to
 // mgr. All three run on every replica: a sidecar may connect to any of them.
-func setupXDS(mgr ctrl.Manager, o ManagerOptions, ms *MeshServiceReconciler) (*xdsDelivery, error) {
+func setupXDS(mgr ctrl.Manager, o ManagerOptions, ms *MeshServiceReconciler, meshes *ServiceMeshReconciler) (*xdsDelivery, error) {
 	if err := o.XDS.validate(o.Identity); err != nil {
 		return nil, err
 	}
@@ -124,14 +131,21 @@ func setupXDS(mgr ctrl.Manager, o ManagerOptions, ms *MeshServiceReconciler) (*x
 	if err := setupXDSCredentials(mgr, creds); err != nil {
 		return nil, err
 	}
-	services := newKeyNotifier(meshServiceOf)
+	services, gateways := newKeyNotifier(meshServiceOf), newKeyNotifier(gatewayMeshOf)
+	notify := func(key string) {
+		services.notify(key)
+		// A MeshService may be named like a gateway (in another mesh): both look.
+		if name, _ := splitKey(key); strings.HasSuffix(name, objects.GatewaySuffix) {
+			gateways.notify(key)
+		}
+	}
 	var reporter *xdsReporter
 	server, err := xds.New(xds.Options{
 		Address:   o.XDS.BindAddress,
 		TLS:       creds.TLSConfig(),
 		Authorize: nodeAuthorizer(mgr.GetClient(), o.Identity.TrustDomain),
 		OnChange: func(key string) {
-			services.notify(key)
+			notify(key)
 			reporter.changed()
 		},
 		Log: ctrl.Log.WithName("xds"),
@@ -139,20 +153,24 @@ func setupXDS(mgr ctrl.Manager, o ManagerOptions, ms *MeshServiceReconciler) (*x
 	if err != nil {
 		return nil, err
 	}
-	reporter, reports, err := setupXDSReports(mgr, server, o.XDS.Replica, o.XDS.Service.Namespace, services.notify)
+	reporter, reports, err := setupXDSReports(mgr, server, o.XDS.Replica, o.XDS.Service.Namespace, notify)
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range []interface{ Start(context.Context) error }{server, services} {
+	for _, r := range []interface{ Start(context.Context) error }{server, services, gateways} {
 		if err := mgr.Add(nonLeader{r}); err != nil {
 			return nil, err
 		}
 	}
-	snapshots := &xdsSnapshotReconciler{Client: mgr.GetClient(), Builder: ms, Server: server, Delivery: ads}
+	snapshots := &xdsSnapshotReconciler{Client: mgr.GetClient(), Builder: ms, Server: server}
 	if err := snapshots.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	if err := mgr.Add(nonLeader{&initialSnapshots{cache: mgr.GetCache(), snapshots: snapshots}}); err != nil {
+	gatewaySnapshots := &xdsGatewaySnapshotReconciler{Client: mgr.GetClient(), Builder: meshes, Server: server}
+	if err := gatewaySnapshots.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(nonLeader{&initialSnapshots{cache: mgr.GetCache(), snapshots: snapshots, gateways: gatewaySnapshots}}); err != nil {
 		return nil, err
 	}
 	ready := func(req *http.Request) error {
@@ -164,7 +182,7 @@ func setupXDS(mgr ctrl.Manager, o ManagerOptions, ms *MeshServiceReconciler) (*x
 	if err := mgr.AddReadyzCheck("xds", ready); err != nil {
 		return nil, err
 	}
-	return &xdsDelivery{server: server, ads: ads, events: services.events, reports: reports}, nil
+	return &xdsDelivery{server: server, ads: ads, events: services.events, gatewayEvents: gateways.events, reports: reports}, nil
 }
 
 // initialSnapshots makes a replica ready only once it can serve what it is
@@ -176,6 +194,7 @@ type initialSnapshots struct {
 		WaitForCacheSync(context.Context) bool
 	}
 	snapshots *xdsSnapshotReconciler
+	gateways  *xdsGatewaySnapshotReconciler
 }
 
 func (s *initialSnapshots) Start(ctx context.Context) error {
@@ -210,7 +229,17 @@ func (s *initialSnapshots) buildAll(ctx context.Context) (int, error) {
 			return 0, fmt.Errorf("the snapshot of %s: %w", req, err)
 		}
 	}
-	return len(list.Items), nil
+	var meshes meshv1alpha1.ServiceMeshList
+	if err := s.snapshots.List(ctx, &meshes); err != nil {
+		return 0, fmt.Errorf("listing ServiceMeshes: %w", err)
+	}
+	for i := range meshes.Items {
+		req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&meshes.Items[i])}
+		if _, err := s.gateways.Reconcile(ctx, req); err != nil {
+			return 0, fmt.Errorf("the gateway snapshot of %s: %w", req, err)
+		}
+	}
+	return len(list.Items) + len(meshes.Items), nil
 }
 
 // nonLeader runs a runnable on every replica.
@@ -232,8 +261,8 @@ func splitKey(key string) (name, namespace string) {
 }
 
 // nodeAuthorizer admits a stream only when the certificate's SPIFFE ID is the
-// identity of the MeshService whose config the node asks for, in a mesh whose
-// delivery is XDS. Each proxy thus sees its own service's config and
+// identity of the MeshService (or gateway) whose config the node asks for, in a
+// mesh whose delivery is XDS. Each proxy thus sees its own service's config and
 // nothing else, and a proxy of another service, namespace or mesh is refused.
 func nodeAuthorizer(c client.Reader, trustDomain string) func(*corev3.Node, string) error {
 	return func(node *corev3.Node, spiffeID string) error {
@@ -253,21 +282,41 @@ func nodeAuthorizer(c client.Reader, trustDomain string) func(*corev3.Node, stri
 	}
 }
 
-// nodeIdentity is the SPIFFE ID of MeshService namespace/name when its mesh
-// delivers over xDS. (Gateways keep file delivery: docs/xds.md.)
+// nodeIdentity is the SPIFFE ID of MeshService namespace/name, or else of the
+// gateway of that name, when its mesh delivers over xDS.
 func nodeIdentity(ctx context.Context, c client.Reader, trustDomain, name, namespace string) (string, error) {
 	ms := &meshv1alpha1.MeshService{}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, ms); err != nil {
-		return "", fmt.Errorf("MeshService %s/%s: %w", namespace, name, err)
-	}
-	mesh, err := meshOf(ctx, c, ms)
-	if err != nil {
+	err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, ms)
+	switch {
+	case err == nil:
+		mesh, err := meshOf(ctx, c, ms)
+		if err != nil {
+			return "", err
+		}
+		if meshv1alpha1.DeliveryModeOf(mesh) != meshv1alpha1.DeliveryXDS {
+			return "", fmt.Errorf("MeshService %s/%s is not in a mesh whose delivery is XDS", namespace, name)
+		}
+		return identity.SPIFFEID(trustDomain, namespace, objects.ServiceAccountName(ms)), nil
+	case !apierrors.IsNotFound(err):
 		return "", err
 	}
-	if meshv1alpha1.DeliveryModeOf(mesh) != meshv1alpha1.DeliveryXDS {
-		return "", fmt.Errorf("MeshService %s/%s is not in a mesh whose delivery is XDS", namespace, name)
+	meshName, ok := strings.CutSuffix(name, objects.GatewaySuffix)
+	if !ok {
+		return "", fmt.Errorf("no MeshService %s/%s", namespace, name)
 	}
-	return identity.SPIFFEID(trustDomain, namespace, objects.ServiceAccountName(ms)), nil
+	mesh := &meshv1alpha1.ServiceMesh{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: meshName}, mesh); err != nil {
+		return "", fmt.Errorf("no MeshService or gateway %s/%s: %w", namespace, name, err)
+	}
+	if !gatewayOverXDS(mesh) {
+		return "", fmt.Errorf("ServiceMesh %s/%s runs no gateway whose delivery is XDS", namespace, meshName)
+	}
+	return identity.SPIFFEID(trustDomain, namespace, objects.GatewayServiceAccountName(mesh)), nil
+}
+
+// gatewayOverXDS reports whether mesh runs a gateway that takes its config over xDS.
+func gatewayOverXDS(mesh *meshv1alpha1.ServiceMesh) bool {
+	return mesh.Spec.Gateway != nil && mesh.Spec.Gateway.Enabled && meshv1alpha1.DeliveryModeOf(mesh) == meshv1alpha1.DeliveryXDS
 }
 
 // keyNotifier turns the server's OnChange calls, which must not block, into
@@ -286,6 +335,14 @@ type keyNotifier struct {
 func newKeyNotifier(object func(key string) client.Object) *keyNotifier {
 	out := make(chan event.GenericEvent)
 	return &keyNotifier{object: object, pending: map[string]struct{}{}, wake: make(chan struct{}, 1), out: out, events: out}
+}
+
+// gatewayMeshOf is the ServiceMesh whose gateway a NodeKey names.
+func gatewayMeshOf(key string) client.Object {
+	mesh := &meshv1alpha1.ServiceMesh{}
+	name, namespace := splitKey(key)
+	mesh.Name, mesh.Namespace = strings.TrimSuffix(name, objects.GatewaySuffix), namespace
+	return mesh
 }
 
 // meshServiceOf is the MeshService a NodeKey names.
@@ -337,9 +394,8 @@ func (n *keyNotifier) Start(ctx context.Context) error {
 // It writes nothing to the API server.
 type xdsSnapshotReconciler struct {
 	client.Client
-	Builder  *MeshServiceReconciler
-	Server   *xds.Server
-	Delivery envoyconfig.Delivery
+	Builder *MeshServiceReconciler
+	Server  *xds.Server
 }
 
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
@@ -392,6 +448,77 @@ func (r *xdsSnapshotReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
+// xdsGatewaySnapshotReconciler keeps, on every replica, the snapshot of each
+// gateway of an XDS mesh, built as the leader builds its ConfigMap
+// (gatewayConfig), with the route targets' endpoints.
+type xdsGatewaySnapshotReconciler struct {
+	client.Client
+	Builder *ServiceMeshReconciler
+	Server  *xds.Server
+}
+
+func (r *xdsGatewaySnapshotReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if !watches(r.Builder.Namespaces, req.Namespace) {
+		return ctrl.Result{}, nil
+	}
+	key := xds.NodeKey(req.Name+objects.GatewaySuffix, req.Namespace)
+	mesh := &meshv1alpha1.ServiceMesh{}
+	if err := r.Get(ctx, req.NamespacedName, mesh); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Server.ClearSnapshot(key)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !mesh.DeletionTimestamp.IsZero() || !gatewayOverXDS(mesh) {
+		r.Server.ClearSnapshot(key)
+		return ctrl.Result{}, nil
+	}
+	routes, err := r.Builder.gatewayRoutes(ctx, mesh)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	cfg, err := r.Builder.gatewayConfig(ctx, mesh, routes)
+	var readErr apiError
+	switch {
+	case errors.As(err, &readErr):
+		return ctrl.Result{}, err
+	case err != nil:
+		log.FromContext(ctx).V(1).Info("no gateway snapshot: the config does not build", "error", err.Error())
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.Server.SetSnapshot(ctx, key, cfg)
+}
+
+// SetupWithManager watches the mesh, its route targets and their EndpointSlices.
+func (r *xdsGatewaySnapshotReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).Named("xds-gateway-snapshots").
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
+		For(&meshv1alpha1.ServiceMesh{}).
+		Watches(&meshv1alpha1.MeshService{}, handler.EnqueueRequestsFromMapFunc(r.Builder.meshesOf)).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.routingToSlice)).
+		Complete(r)
+}
+
+// routingToSlice enqueues the meshes whose gateway routes to the MeshService
+// whose headless Service the EndpointSlice belongs to.
+func (r *xdsGatewaySnapshotReconciler) routingToSlice(ctx context.Context, obj client.Object) []reconcile.Request {
+	name := obj.GetLabels()[discoveryv1.LabelServiceName]
+	if name == "" {
+		return nil
+	}
+	var routing meshv1alpha1.ServiceMeshList
+	key := types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}.String()
+	if err := r.List(ctx, &routing, client.MatchingFields{routeIndex: key}); err != nil {
+		log.FromContext(ctx).Error(err, "listing ServiceMeshes routing to a Service")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(routing.Items))
+	for i := range routing.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&routing.Items[i])})
+	}
+	return reqs
+}
+
 // callersOfSlice enqueues the callers of the MeshService whose headless
 // Service the EndpointSlice belongs to.
 func (r *MeshServiceReconciler) callersOfSlice(ctx context.Context, obj client.Object) []reconcile.Request {
@@ -418,7 +545,7 @@ func (r *MeshServiceReconciler) sidecarConfig(ctx context.Context, ms *meshv1alp
 		if r.XDS == nil {
 			return nil, errNoXDSServer
 		}
-		endpoints, err := r.upstreamEndpoints(ctx, found)
+		endpoints, err := upstreamEndpoints(ctx, r.Client, found)
 		if err != nil {
 			return nil, apiError{err}
 		}
@@ -433,13 +560,13 @@ type apiError struct{ error }
 
 func (e apiError) Unwrap() error { return e.error }
 
-// upstreamEndpoints is the load assignment of every found upstream, from the
-// EndpointSlices of its headless Service.
-func (r *MeshServiceReconciler) upstreamEndpoints(ctx context.Context, found map[types.NamespacedName]*meshv1alpha1.MeshService) (map[string]*endpointv3.ClusterLoadAssignment, error) {
+// upstreamEndpoints is the load assignment of every found upstream (or route
+// target), from the EndpointSlices of its headless Service.
+func upstreamEndpoints(ctx context.Context, c client.Reader, found map[types.NamespacedName]*meshv1alpha1.MeshService) (map[string]*endpointv3.ClusterLoadAssignment, error) {
 	out := make(map[string]*endpointv3.ClusterLoadAssignment, len(found))
 	for key, up := range found {
 		var slices discoveryv1.EndpointSliceList
-		if err := r.List(ctx, &slices, client.InNamespace(key.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: key.Name}); err != nil {
+		if err := c.List(ctx, &slices, client.InNamespace(key.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: key.Name}); err != nil {
 			return nil, err
 		}
 		name := envoyconfig.UpstreamClusterName(key.Name, key.Namespace)

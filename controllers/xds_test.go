@@ -339,6 +339,42 @@ var _ = Describe("xDS delivery", func() {
 		Expect(cm.Data).NotTo(HaveKey(envoyconfig.ClustersFile))
 	})
 
+	It("pushes the gateway's config, with its routes' endpoints, and counts its synced Envoys", func() {
+		Expect(k8sClient.Create(ctx, meshService(ns, "a", 8080, 15006))).To(Succeed())
+		update(&meshv1alpha1.ServiceMesh{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}}, func(m *meshv1alpha1.ServiceMesh) {
+			m.Spec.Gateway = &meshv1alpha1.Gateway{Enabled: true, Routes: []meshv1alpha1.GatewayRoute{{Prefix: "/", Service: "a"}}}
+		})
+		var version string
+		Eventually(func(g Gomega) {
+			mesh := &meshv1alpha1.ServiceMesh{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default"}, mesh)).To(Succeed())
+			g.Expect(mesh.Status.Gateway).NotTo(BeNil())
+			g.Expect(mesh.Status.Gateway.ConfigVersion).NotTo(BeEmpty())
+			version = mesh.Status.Gateway.ConfigVersion
+		}).Should(Succeed())
+		cm, err := envoyConfig(ns, "default-gateway")()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cm.Data).NotTo(HaveKey(envoyconfig.ListenersFile))
+		Expect(cm.Data[envoyconfig.BootstrapFile]).To(ContainSubstring("ads_config"))
+
+		Expect(k8sClient.Create(ctx, endpointSlice(ns, "a", 15006, endpoint("10.0.0.7", true, false)))).To(Succeed())
+		sc := startProxy(suiteXDSTarget, ns, "default-gateway", "default-gateway-x1", proxyCert(ns, "default-gateway"), nil)
+		acked(sc, version)
+		Expect(sc.WaitFor(waitCtx(), func(st *fleetsim.State) bool {
+			return endpointsOf(st, envoyconfig.UpstreamClusterName("a", ns))["10.0.0.7"] == corev3.HealthStatus_HEALTHY
+		})).To(Succeed())
+		Eventually(func(g Gomega) {
+			mesh := &meshv1alpha1.ServiceMesh{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default"}, mesh)).To(Succeed())
+			g.Expect(mesh.Status.Gateway.Synced).To(BeEquivalentTo(1))
+		}).Should(Succeed())
+
+		By("a MeshService's identity refused the gateway's config")
+		stranger := startProxy(suiteXDSTarget, ns, "default-gateway", "default-gateway-x2", proxyCert(ns, "a"), nil)
+		Expect(stranger.WaitFor(waitCtx(), func(st *fleetsim.State) bool { return st.Err != nil })).To(Succeed())
+		Expect(status.Code(stranger.State().Err)).To(Equal(codes.PermissionDenied))
+	})
+
 	It("refuses a proxy whose identity is not the service whose config it asks for", func() {
 		Expect(k8sClient.Create(ctx, meshService(ns, "b", 8080, 15006))).To(Succeed())
 		Expect(k8sClient.Create(ctx, meshService(ns, "a", 8080, 15006, meshv1alpha1.Upstream{Name: "b", LocalPort: 9001}))).To(Succeed())

@@ -43,11 +43,11 @@ type ServiceMeshSpec struct {
 	// +optional
 	Metrics *Metrics `json:"metrics,omitempty"`
 
-	// delivery is how the sidecars receive their listeners and clusters:
-	// ConfigMap (the default) as files the kubelet syncs, within about a
-	// minute; XDS pushed by the operator over gRPC, in well under a second,
-	// with endpoints from EndpointSlices. Changing it rolls the mesh's pods
-	// once. The gateway keeps ConfigMap delivery.
+	// delivery is how the sidecars and the gateway receive their listeners
+	// and clusters: ConfigMap (the default) as files the kubelet syncs, within
+	// about a minute; XDS pushed by the operator over gRPC, in well under a
+	// second, with endpoints from EndpointSlices. Changing it rolls the mesh's
+	// pods once.
 	// +kubebuilder:default=ConfigMap
 	// +optional
 	Delivery DeliveryMode `json:"delivery,omitempty"`

@@ -94,7 +94,7 @@ func GatewayDeployment(mesh *meshv1alpha1.ServiceMesh, sc Sidecar, bootstrapHash
 			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 	}
-	if meshv1alpha1.HasIdentity(mesh) {
+	if meshv1alpha1.NeedsCertificate(mesh) {
 		withIdentity(&spec, &envoy)
 	}
 	spec.Containers = []corev1.Container{envoy}
