@@ -160,7 +160,8 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	var notOwned *errNotOwned
 	switch {
 	case errors.As(applyErr, &notOwned):
-		// Nothing was applied. Retried when the foreign object is deleted (see deletedOnly).
+		// Nothing was applied. Looked at again every ConflictRetry (retryBlocked), at once
+		// when a labelled foreign object is deleted (deletedOnly).
 		return r.fail(ctx, ms, st, ReasonConflict, "Apply", applyErr)
 	case applyErr != nil:
 		r.Recorder.Eventf(ms, nil, corev1.EventTypeWarning, "ApplyFailed", "Apply", "%v", applyErr)

@@ -292,7 +292,8 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 	var notOwned *errNotOwned
 	switch {
 	case errors.As(err, &notOwned):
-		// Retried when the foreign object is deleted (see gatewayOf).
+		// Looked at again every ConflictRetry (retryBlocked), at once when a
+		// labelled foreign object is deleted (gatewayOf).
 		r.Recorder.Eventf(mesh, nil, corev1.EventTypeWarning, ReasonConflict, "Apply", "%v", err)
 		return nil, &failure{reason: ReasonConflict, message: err.Error()}, nil
 	case err != nil:
