@@ -317,7 +317,7 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 	if r.Gateways != nil {
 		obs := r.Gateways.Observations(client.ObjectKeyFromObject(mesh))
 		if r.XDS != nil && meshv1alpha1.DeliveryModeOf(mesh) == meshv1alpha1.DeliveryXDS {
-			obs, _ = streamObservations(obs, r.XDS.status(gatewayKey(mesh)), mesh.Namespace)
+			obs, _ = streamObservations(obs, r.XDS.status(gatewayNodeKey(mesh)), mesh.Namespace)
 		}
 		synced := countSynced(obs, cfg.Version)
 		gw.synced = &synced
@@ -448,11 +448,17 @@ func gatewayPodDisruptionBudget(mesh *meshv1alpha1.ServiceMesh) *policyv1.PodDis
 func (r *ServiceMeshReconciler) meshesOf(ctx context.Context, obj client.Object) []reconcile.Request {
 	ms := obj.(*meshv1alpha1.MeshService)
 	reqs := []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ms.Namespace, Name: ms.Spec.Mesh}}}
+	return append(reqs, r.routingTo(ctx, client.ObjectKeyFromObject(ms))...)
+}
+
+// routingTo lists the meshes whose gateway routes to the MeshService key.
+func (r *ServiceMeshReconciler) routingTo(ctx context.Context, key types.NamespacedName) []reconcile.Request {
 	var routing meshv1alpha1.ServiceMeshList
-	if err := r.List(ctx, &routing, client.MatchingFields{routeIndex: client.ObjectKeyFromObject(ms).String()}); err != nil {
+	if err := r.List(ctx, &routing, client.MatchingFields{routeIndex: key.String()}); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "listing ServiceMeshes routing to a MeshService")
-		return reqs
+		return nil
 	}
+	reqs := make([]reconcile.Request, 0, len(routing.Items))
 	for i := range routing.Items {
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&routing.Items[i])})
 	}

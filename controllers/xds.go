@@ -106,10 +106,13 @@ func (d *xdsDelivery) status(key string) xds.NodeStatus {
 	return st
 }
 
-// meshServiceKey and gatewayKey are the NodeKeys of a MeshService's sidecars
-// and of a mesh's gateway Envoys.
-func meshServiceKeyOf(ms *meshv1alpha1.MeshService) string { return xds.NodeKey(ms.Name, ms.Namespace) }
-func gatewayKey(mesh *meshv1alpha1.ServiceMesh) string {
+// meshServiceNodeKey and gatewayNodeKey are the NodeKeys of a MeshService's
+// sidecars and of a mesh's gateway Envoys.
+func meshServiceNodeKey(ms *meshv1alpha1.MeshService) string {
+	return xds.NodeKey(ms.Name, ms.Namespace)
+}
+
+func gatewayNodeKey(mesh *meshv1alpha1.ServiceMesh) string {
 	return xds.NodeKey(objects.GatewayName(mesh), mesh.Namespace)
 }
 
@@ -117,8 +120,9 @@ func gatewayKey(mesh *meshv1alpha1.ServiceMesh) string {
 // manager serves no ADS.
 var errNoXDSServer = errors.New("spec.delivery of the ServiceMesh is XDS, but this operator runs no xDS server (--xds-bind-address is empty): the sidecars would get no listeners or clusters")
 
-// setupXDS adds the ADS server, its credentials and the snapshot controller to
-// mgr. All three run on every replica: a sidecar may connect to any of them.
+// setupXDS adds the ADS server, its credentials, the report of its streams
+// and the snapshot controllers to mgr. They run on every replica, as a sidecar
+// may connect to any of them; only the reports' reader runs on the leader.
 func setupXDS(mgr ctrl.Manager, o ManagerOptions, ms *MeshServiceReconciler, meshes *ServiceMeshReconciler) (*xdsDelivery, error) {
 	if err := o.XDS.validate(o.Identity); err != nil {
 		return nil, err
@@ -425,7 +429,11 @@ func (r *xdsSnapshotReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, nil
 	}
 	cfg, err := r.Builder.sidecarConfig(ctx, ms, mesh, found, newStatusBuilder(ms))
-	if err != nil {
+	var readErr apiError
+	switch {
+	case errors.As(err, &readErr):
+		return ctrl.Result{}, err
+	case err != nil:
 		// The leader reports it in status; this replica keeps the last good snapshot.
 		log.FromContext(ctx).V(1).Info("no snapshot: the config does not build", "error", err.Error())
 		return ctrl.Result{}, nil
@@ -506,17 +514,7 @@ func (r *xdsGatewaySnapshotReconciler) routingToSlice(ctx context.Context, obj c
 	if name == "" {
 		return nil
 	}
-	var routing meshv1alpha1.ServiceMeshList
-	key := types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}.String()
-	if err := r.List(ctx, &routing, client.MatchingFields{routeIndex: key}); err != nil {
-		log.FromContext(ctx).Error(err, "listing ServiceMeshes routing to a Service")
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(routing.Items))
-	for i := range routing.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&routing.Items[i])})
-	}
-	return reqs
+	return r.Builder.routingTo(ctx, types.NamespacedName{Namespace: obj.GetNamespace(), Name: name})
 }
 
 // callersOfSlice enqueues the callers of the MeshService whose headless

@@ -27,7 +27,7 @@ func (r *MeshServiceReconciler) observations(ms *meshv1alpha1.MeshService, mesh 
 	if r.XDS == nil || meshv1alpha1.DeliveryModeOf(mesh) != meshv1alpha1.DeliveryXDS {
 		return probed, nil
 	}
-	return streamObservations(probed, r.XDS.status(meshServiceKeyOf(ms)), ms.Namespace)
+	return streamObservations(probed, r.XDS.status(meshServiceNodeKey(ms)), ms.Namespace)
 }
 
 // streamObservations are the sidecars of an XDS mesh as status reports them:
