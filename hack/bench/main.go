@@ -51,12 +51,14 @@ type options struct {
 	// memory: MeshServices, and unrelated Deployments, Services and ConfigMaps
 	// (of each kind) in the second cluster.
 	memoryN, memoryUnrelated int
+	// xds: simulated sidecars, pods per MeshService, changes per kind.
+	xdsSidecars, xdsPods, xdsSteps int
 	// serviceCIDR, when set, is the control plane's Service IP range.
 	serviceCIDR string
 }
 
 // defaultScenarios is what runs without -scenarios; identity runs its floor too.
-const defaultScenarios = "convergence,floor,fanout,config,authz-newcaller,identity,memory,gobench"
+const defaultScenarios = "convergence,floor,fanout,config,authz-newcaller,identity,memory,xds,gobench"
 
 // benchEnvoyImage is passed to the manager and used by the floor, so both write
 // byte-identical Deployments.
@@ -79,6 +81,9 @@ func main() {
 	flag.IntVar(&o.authzMesh, "authz-mesh", 1000, "Mesh size that unrelated MeshServices fill up to in the first authz-newcaller run, before as many new callers again (0: skip).")
 	flag.IntVar(&o.memoryN, "memory-n", 1000, "MeshServices of the memory scenario.")
 	flag.IntVar(&o.memoryUnrelated, "memory-unrelated", 5000, "Unrelated Deployments, Services and ConfigMaps (of each kind) in the memory scenario's second cluster.")
+	flag.IntVar(&o.xdsSidecars, "xds-sidecars", 1000, "Simulated sidecars of the xds scenario (a multiple of -xds-pods).")
+	flag.IntVar(&o.xdsPods, "xds-pods", 4, "Pods (sidecars) per MeshService in the xds scenario.")
+	flag.IntVar(&o.xdsSteps, "xds-steps", 10, "Changes of one service, and EndpointSlice changes, per xds run.")
 	flag.Float64Var(&o.qps, "qps", 50, "--kube-api-qps of the manager, and the floor writer's QPS.")
 	flag.IntVar(&o.burst, "burst", 100, "--kube-api-burst of the manager, and the floor writer's burst.")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "--max-concurrent-reconciles of the manager, and the floor writer's workers.")
@@ -142,7 +147,7 @@ func main() {
 	ctx := context.Background()
 	res := &results{opts: o, started: time.Now().UTC(), machine: describeMachine()}
 	res.init()
-	needsManager := o.scenarios["convergence"] || o.scenarios["fanout"] || o.scenarios["config"] || o.scenarios["identity"] || o.scenarios["authz-newcaller"] || o.scenarios["memory"]
+	needsManager := o.scenarios["convergence"] || o.scenarios["fanout"] || o.scenarios["config"] || o.scenarios["identity"] || o.scenarios["authz-newcaller"] || o.scenarios["memory"] || o.scenarios["xds"]
 	if needsManager {
 		if _, err := os.Stat(o.manager); err != nil {
 			log.Fatalf("manager binary: %v (build it with `go build -o bin/manager .`)", err)
@@ -240,6 +245,9 @@ func run(ctx context.Context, o options, res *results) error {
 	}
 	if o.scenarios["memory"] {
 		runMemory(ctx, o, res)
+	}
+	if o.scenarios["xds"] {
+		runXDS(ctx, o, res)
 	}
 	if o.scenarios["fanout"] {
 		for _, d := range o.fanouts {

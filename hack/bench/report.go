@@ -26,6 +26,7 @@ type results struct {
 	identityFloor     map[int][]*identityFloorResult
 	authz             []*authzResult
 	memory            map[int][]*memoryResult // by unrelated objects per kind
+	xds               []*xdsResult
 	goBench           []*benchFigures
 	failures          []string
 	keepLogs          bool
@@ -191,6 +192,9 @@ func (r *results) makeCommand() string {
 	if o.scenarios["memory"] {
 		cmd += fmt.Sprintf(" BENCH_MEMORY_N=%d BENCH_MEMORY_UNRELATED=%d", o.memoryN, o.memoryUnrelated)
 	}
+	if o.scenarios["xds"] {
+		cmd += fmt.Sprintf(" BENCH_XDS_SIDECARS=%d BENCH_XDS_PODS=%d BENCH_XDS_STEPS=%d", o.xdsSidecars, o.xdsPods, o.xdsSteps)
+	}
 	if scen := o.scenarioList(); scen != defaultScenarios {
 		cmd += " BENCH_SCENARIOS=" + scen
 	}
@@ -298,6 +302,9 @@ func (r *results) markdown() string {
 	// Memory and cluster size.
 	r.memoryRows(w)
 
+	// xDS delivery.
+	r.xdsRows(w)
+
 	// 4 and 6: go test benchmarks.
 	for _, g := range r.goBench {
 		if g.skip != "" {
@@ -369,6 +376,7 @@ func (r *results) markdown() string {
 	}
 	r.identityWork(w)
 	r.memoryWork(w)
+	r.xdsWork(w)
 
 	w("\n**Settings.** Manager flags `--kube-api-qps=%s --kube-api-burst=%d --max-concurrent-reconciles=%d",
 		strconv.FormatFloat(o.qps, 'f', -1, 64), o.burst, o.concurrency)
