@@ -182,6 +182,9 @@ func launchManager(o options, p *plane, label string, extraArgs, extraEnv []stri
 		"--xds-bind-address=" + m.xdsAddr,
 		"--xds-host=127.0.0.1",
 		"--xds-port=" + strconv.Itoa(xdsPort),
+		// Each replica names its report of its ADS streams (its pod's name when
+		// deployed); the default, the host name, is the same for every process here.
+		"--xds-replica=" + label,
 	}, o.managerArgs...)
 	args = append(args, extraArgs...)
 	logFile, err := os.Create(m.logPath)

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -100,14 +101,15 @@ type xdsResult struct {
 	eds, edsFloor []time.Duration
 	edsWatch      []time.Duration
 	edsResponses  int // responses of other types than EDS during the EDS steps
-	// reconnect: every sidecar moves to the follower (sidecar side: a new
-	// stream open), then back to the leader (until the leader's status shows
-	// every sidecar connected and in sync).
-	reconnectOut, reconnectBack, reconnectStatus time.Duration
-	reconnectPushes                              int
-	reconnectPUTs                                int // the leader's PUTs (status writes, lease renewals) over the move back
-	reconnectFloor                               time.Duration
-	reconnectFloorPushes                         int
+	// reconnect: every sidecar moves to the follower: until each has a new
+	// stream open, and until the follower's report of its streams shows every
+	// one in sync; the responses sent meanwhile; whether the leader's status
+	// then shows them all in sync; the report's size.
+	reconnectStreams, reconnectReport time.Duration
+	reconnectPushes, reportBytes      int
+	reconnectStatusOK                 bool
+	reconnectFloor                    time.Duration
+	reconnectFloorPushes              int
 	// heap: the manager's HeapInuse and StackInuse after a GC, before and after
 	// the fleet connected; by package from its heap profiles.
 	heapBefore, heapAfter, stackBefore, stackAfter int64
@@ -177,7 +179,7 @@ func xdsRun(ctx context.Context, o options, run int) (*xdsResult, error) {
 func (r *xdsResult) summary() string {
 	return fmt.Sprintf("one p99 %s (floor %s), all %s (floor %s), eds p99 %s (floor %s), reconnect status %s (floor %s, pushes %d/%d), heap %.1f KiB/sidecar, nack p99 %s (floor %s) resends %d (floor %d), configmaps one p99 %s all %s",
 		dq(r.one, 0.99), dq(r.oneFloor, 0.99), dq(r.all, 1), dq(r.allFloor, 1), dq(r.eds, 0.99), dq(r.edsFloor, 0.99),
-		r.reconnectStatus.Round(time.Millisecond), r.reconnectFloor.Round(time.Millisecond), r.reconnectPushes, r.reconnectFloorPushes,
+		r.reconnectReport.Round(time.Millisecond), r.reconnectFloor.Round(time.Millisecond), r.reconnectPushes, r.reconnectFloorPushes,
 		r.heapPerSidecar()/1024, dq(r.nack, 0.99), dq(r.nackFloor, 0.99), r.nackResends, r.nackFloorResends, dq(r.cmOne, 0.99), dq(r.cmAll, 1))
 }
 
@@ -503,11 +505,12 @@ type xdsOursResult struct {
 // resourceVersion (for the API watch's share of a change), and hooks on
 // MeshService and ConfigMap events for the timed phases.
 type xdsWatch struct {
-	cache cache.Cache
-	mu    sync.Mutex
-	seen  map[string]time.Time
-	onMS  atomic.Pointer[func(*meshv1alpha1.MeshService, time.Time)]
-	onCM  atomic.Pointer[func(*corev1.ConfigMap, time.Time)]
+	cache    cache.Cache
+	mu       sync.Mutex
+	seen     map[string]time.Time
+	onMS     atomic.Pointer[func(*meshv1alpha1.MeshService, time.Time)]
+	onCM     atomic.Pointer[func(*corev1.ConfigMap, time.Time)]
+	onReport atomic.Pointer[func(*corev1.ConfigMap, time.Time)]
 }
 
 func rvKey(obj client.Object, kind string) string {
@@ -515,7 +518,7 @@ func rvKey(obj client.Object, kind string) string {
 }
 
 func newXDSWatch(ctx context.Context, p *plane) (*xdsWatch, error) {
-	c, err := cache.New(p.cfg, cache.Options{Scheme: scheme, DefaultNamespaces: map[string]cache.Config{benchNamespace: {}, xdsCMNamespace: {}}})
+	c, err := cache.New(p.cfg, cache.Options{Scheme: scheme, DefaultNamespaces: map[string]cache.Config{benchNamespace: {}, xdsCMNamespace: {}, managerNamespace: {}}})
 	if err != nil {
 		return nil, err
 	}
@@ -545,6 +548,9 @@ func newXDSWatch(ctx context.Context, p *plane) (*xdsWatch, error) {
 				}
 			case *corev1.ConfigMap:
 				if h := w.onCM.Load(); h != nil {
+					(*h)(x, now)
+				}
+				if h := w.onReport.Load(); h != nil {
 					(*h)(x, now)
 				}
 			}
@@ -1137,12 +1143,15 @@ func xdsOurs(ctx context.Context, o options, r *xdsResult, run int) (*xdsOursRes
 		return nil, err
 	}
 
-	// 6. Every sidecar moves to a follower replica at once, then back.
+	// 6. Every sidecar moves to a second replica, a follower, at once. It
+	// reports its streams in a ConfigMap, which the leader merges into status:
+	// timed until that report shows every sidecar in sync.
 	health, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	follower, err := launchManager(o, p, label+"-follower",
+	followerName := label + "-follower"
+	follower, err := launchManager(o, p, followerName,
 		[]string{"--leader-elect=true", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", health)}, profRate,
 		func(*managerProc) (bool, error) {
 			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", health))
@@ -1156,6 +1165,23 @@ func xdsOurs(ctx context.Context, o options, r *xdsResult, run int) (*xdsOursRes
 		return nil, err
 	}
 	defer follower.stop()
+	// The sidecars in sync: each node's ACKed versions, as captured.
+	want := map[string]map[string]string{}
+	for i, cfg := range fleet.cfgs {
+		want[cfg.Node.GetId()] = prev[fleet.key[i]].versions
+	}
+	var reportSynced, reportBytes atomic.Int64
+	onReport := func(cm *corev1.ConfigMap, now time.Time) {
+		if cm.Namespace != managerNamespace || cm.Name != xdsReportName(followerName) {
+			return
+		}
+		data := cm.Data[xdsReportKey]
+		reportBytes.Store(int64(len(data)))
+		if n, err := reportInSync(data, want); err == nil && n == len(want) {
+			reportSynced.CompareAndSwap(0, now.UnixNano())
+		}
+	}
+	w.onReport.Store(&onReport)
 	responses := fleet.counters().Responses
 	t := fleet.track()
 	start = time.Now()
@@ -1168,65 +1194,59 @@ func xdsOurs(ctx context.Context, o options, r *xdsResult, run int) (*xdsOursRes
 	if err != nil {
 		return nil, err
 	}
-	r.reconnectOut = slices.Max(since(start, t.stream, fleet.all()))
-	if err := w.awaitMS(ctx, leader, ns, S, func(ms *meshv1alpha1.MeshService) bool {
-		return ms.Status.Sidecars != nil && ms.Status.Sidecars.Total == 0
-	}, "the leader's status showing the sidecars gone"); err != nil {
-		return nil, err
-	}
-	if err := xdsQuiet(ctx, leader, fleet); err != nil {
-		return nil, err
-	}
-	var inSync sync.Map
-	var synced atomic.Int64
-	onSynced := func(ms *meshv1alpha1.MeshService, now time.Time) {
-		if ms.Namespace != ns || ms.Status.Sidecars == nil || ms.Status.Sidecars.Synced != int32(P) || ms.Status.Sidecars.Total != int32(P) {
-			return
+	r.reconnectStreams = slices.Max(since(start, t.stream, fleet.all()))
+	for deadline := time.Now().Add(xdsWait); reportSynced.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if err := follower.alive(); err != nil {
+			return nil, err
 		}
-		if _, dup := inSync.LoadOrStore(ms.Name, now); !dup {
-			synced.Add(1)
-		}
-	}
-	w.onMS.Store(&onSynced)
-	requests := map[string]string{"rest_client_requests_total": "method"}
-	reqBefore, err := leader.metrics(requests)
-	if err != nil {
-		return nil, err
-	}
-	t = fleet.track()
-	start = time.Now()
-	if err := fleet.reconnectAll(leader.xdsAddr); err != nil {
-		t.stop()
-		return nil, err
-	}
-	err = waitAll(ctx, t.streamDone, fleet.all(), "streams back on the leader")
-	t.stop()
-	if err != nil {
-		return nil, err
-	}
-	r.reconnectBack = slices.Max(since(start, t.stream, fleet.all()))
-	for deadline := time.Now().Add(xdsWait); synced.Load() < int64(S); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("reconnect: the leader's status shows %d of %d services in sync after %s", synced.Load(), S, xdsWait)
+			return nil, fmt.Errorf("reconnect: the follower's report %s shows not every sidecar in sync after %s", xdsReportName(followerName), xdsWait)
 		}
 	}
-	w.onMS.Store(nil)
-	inSync.Range(func(_, v any) bool {
-		r.reconnectStatus = max(r.reconnectStatus, v.(time.Time).Sub(start))
-		return true
-	})
+	w.onReport.Store(nil)
+	r.reconnectReport = time.Duration(reportSynced.Load() - start.UnixNano())
+	r.reportBytes = int(reportBytes.Load())
 	if err := xdsQuiet(ctx, leader, fleet); err != nil {
 		return nil, err
 	}
 	r.reconnectPushes = fleet.counters().Responses - responses
-	reqAfter, err := leader.metrics(requests)
-	if err != nil {
-		return nil, err
-	}
-	r.reconnectPUTs = int(reqAfter["rest_client_requests_total{PUT}"] - reqBefore["rest_client_requests_total{PUT}"])
-	logf("xds run %d: reconnect to the follower %.2fs, back %.2fs, the leader's status in sync %.2fs (%d PUTs), %d responses",
-		run+1, r.reconnectOut.Seconds(), r.reconnectBack.Seconds(), r.reconnectStatus.Seconds(), r.reconnectPUTs, r.reconnectPushes)
+	// The leader's status shows them, through the follower's report.
+	r.reconnectStatusOK = w.awaitMS(ctx, leader, ns, S, func(ms *meshv1alpha1.MeshService) bool {
+		return ms.Status.Sidecars != nil && ms.Status.Sidecars.Synced == int32(P) && ms.Status.Sidecars.Total == int32(P)
+	}, "the leader's status showing every sidecar in sync on the follower") == nil
+	logf("xds run %d: every stream on the follower %.2fs, its report (%d B) showing all in sync %.2fs, %d responses; the leader's status shows them: %v",
+		run+1, r.reconnectStreams.Seconds(), r.reportBytes, r.reconnectReport.Seconds(), r.reconnectPushes, r.reconnectStatusOK)
 	return out, nil
+}
+
+// The report of a replica's streams, as controllers/xds_reports.go writes it
+// (what the leader merges into status): the bench reads it to tell when a
+// replica knows its sidecars in sync.
+const xdsReportKey = "streams.json"
+
+func xdsReportName(replica string) string { return "envoymesh-xds-report-" + replica }
+
+// reportInSync counts the nodes of want whose stream the report shows with
+// exactly the versions want names.
+func reportInSync(data string, want map[string]map[string]string) (int, error) {
+	var rep struct {
+		Nodes map[string][]struct {
+			NodeID string            `json:"node"`
+			Acked  map[string]string `json:"acked"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(data), &rep); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, proxies := range rep.Nodes {
+		for _, px := range proxies {
+			if v, ok := want[px.NodeID]; ok && maps.Equal(px.Acked, v) {
+				n++
+			}
+		}
+	}
+	return n, nil
 }
 
 // xdsConfigMaps makes the one-service and mesh-wide changes in the ConfigMap
@@ -1900,19 +1920,23 @@ func (r *results) xdsRows(w func(string, ...any)) {
 	w("| %s: listener and cluster responses during the EndpointSlice changes | %.0f | %s | none |\n", label,
 		median(per(func(x *xdsResult) float64 { return float64(x.edsResponses) })), list(per(func(x *xdsResult) float64 { return float64(x.edsResponses) }), "%.0f"))
 
-	rec := per(func(x *xdsResult) float64 { return ns(x.reconnectStatus) })
+	rec := per(func(x *xdsResult) float64 { return ns(x.reconnectReport) })
 	recFloor := per(func(x *xdsResult) float64 { return ns(x.reconnectFloor) })
-	timeRow("all sidecars reconnect at once (follower → leader) → the leader's status shows all connected and in sync", rec, "≤ 10 s: "+verdict(median(rec) <= 10e9))
-	timeRow("the same, every new stream open (sidecar side), leader → follower", per(func(x *xdsResult) float64 { return ns(x.reconnectOut) }), "")
-	timeRow("the same, every new stream open (sidecar side), follower → leader", per(func(x *xdsResult) float64 { return ns(x.reconnectBack) }), "")
+	timeRow("all sidecars reconnect at once to a second replica (a follower) → its report of its streams, which the leader merges into status, shows every sidecar in sync", rec, "≤ 10 s: "+verdict(median(rec) <= 10e9))
+	timeRow("the same, every new stream open (sidecar side)", per(func(x *xdsResult) float64 { return ns(x.reconnectStreams) }), "")
 	pushes := per(func(x *xdsResult) float64 { return float64(x.reconnectPushes) })
-	w("| %s: responses sent over both reconnects | %.0f | %s | |\n", label, median(pushes), list(pushes, "%.0f"))
-	puts := per(func(x *xdsResult) float64 { return float64(x.reconnectPUTs) })
-	w("| %s: the leader's PUTs (status writes; lease renewals) until its status showed all in sync and the manager was quiet | %.0f | %s | |\n", label, median(puts), list(puts, "%.0f"))
-	timeRow("the same, floor: every sidecar sent every type again on its new stream", recFloor, "")
+	w("| %s: responses sent over the reconnect | %.0f | %s | |\n", label, median(pushes), list(pushes, "%.0f"))
+	statusOK := make([]string, len(r.xds))
+	for i, x := range r.xds {
+		statusOK[i] = map[bool]string{true: "yes", false: "no"}[x.reconnectStatusOK]
+	}
+	w("| %s: the leader's status then shows every sidecar in sync (checked within %s, not timed) | %s | %s | |\n", label, xdsWait, statusOK[len(statusOK)/2], strings.Join(statusOK, ", "))
+	reportSize := per(func(x *xdsResult) float64 { return float64(x.reportBytes) })
+	w("| %s: the follower's report (ConfigMap data) with every sidecar on it | %.0f B | %s | |\n", label, median(reportSize), list(reportSize, "%.0f"))
+	timeRow("the same, floor: every sidecar sent every type again on its new stream and ACKed", recFloor, "")
 	floorPushes := per(func(x *xdsResult) float64 { return float64(x.reconnectFloorPushes) })
 	w("| %s: the floor's responses over its reconnect | %.0f | %s | |\n", label, median(floorPushes), list(floorPushes, "%.0f"))
-	ratioRow("reconnect, the leader's status / the floor's resend", rec, recFloor)
+	ratioRow("reconnect, the follower's report / the floor's resend", rec, recFloor)
 
 	heap := per(func(x *xdsResult) float64 { return x.heapPerSidecar() / 1024 })
 	w("| %s: manager heap per connected sidecar (HeapInuse after a GC, fleet connected − before) | %.1f KiB | %s | ≤ 100 KB: %s |\n",
