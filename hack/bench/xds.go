@@ -97,6 +97,10 @@ type xdsResult struct {
 	// all: the ServiceMesh's spec.defaults, every sidecar.
 	all, allFloor []time.Duration
 	allWatch      time.Duration
+	// allReportWrites: the leader's report of its streams rewritten during the
+	// step (seen by the bench's watch), and its bytes in all.
+	allReportWrites int
+	allReportBytes  int64
 	// eds: an EndpointSlice update → each caller sidecar ACKed the new EDS.
 	eds, edsFloor []time.Duration
 	edsWatch      []time.Duration
@@ -1000,7 +1004,16 @@ func xdsOurs(ctx context.Context, o options, r *xdsResult, run int) (*xdsOursRes
 	}
 	r.edsResponses = receivedLC() - lcBefore
 
-	// 3. Every config changes at once: the mesh's default traffic policy.
+	// 3. Every config changes at once: the mesh's default traffic policy. The
+	// leader's own report of its streams is rewritten meanwhile: counted.
+	var reportWrites, reportWritten atomic.Int64
+	countReport := func(cm *corev1.ConfigMap, _ time.Time) {
+		if cm.Namespace == managerNamespace && cm.Name == xdsReportName(label+"-leader") {
+			reportWrites.Add(1)
+			reportWritten.Add(int64(len(cm.Data[xdsReportKey])))
+		}
+	}
+	w.onReport.Store(&countReport)
 	lat, watch, changed, err := step("all", func() (client.Object, string, error) {
 		return patchMesh(ns, func(m *meshv1alpha1.ServiceMesh) {
 			m.Spec.Defaults = &meshv1alpha1.TrafficPolicy{ConnectTimeout: ptr.To(meshv1alpha1.Duration("3s"))}
@@ -1013,7 +1026,10 @@ func xdsOurs(ctx context.Context, o options, r *xdsResult, run int) (*xdsOursRes
 		return nil, fmt.Errorf("all: the mesh's defaults changed %d configs of %d", len(changed), S)
 	}
 	r.all, r.allWatch, r.allAfter = lat, watch, minus(lat, watch)
-	logf("xds run %d: the mesh's defaults changed: watch %s, %d sidecars ACKed in %s–%s (p50 %s)", run+1, watch.Round(10*time.Microsecond), len(lat), dq(lat, 0), dq(lat, 1), dq(lat, 0.5))
+	w.onReport.Store(nil)
+	r.allReportWrites, r.allReportBytes = int(reportWrites.Load()), reportWritten.Load()
+	logf("xds run %d: the mesh's defaults changed: watch %s, %d sidecars ACKed in %s–%s (p50 %s); the leader rewrote its stream report %d times, %.1f MiB in all",
+		run+1, watch.Round(10*time.Microsecond), len(lat), dq(lat, 0), dq(lat, 1), dq(lat, 0.5), r.allReportWrites, mib(r.allReportBytes))
 
 	// 4. A NACK: the first pods (all but one) of some services reject every new
 	// listener version; those services' protocol changes, which changes their
@@ -1907,6 +1923,9 @@ func (r *results) xdsRows(w func(string, ...any)) {
 	allAfter := per(func(x *xdsResult) float64 { return ns(quantile(x.allAfter, 1)) })
 	timeRow("the same from the moment the bench's watch saw the patch, all ACKed", allAfter, "")
 	ratioRow("all configs change, from the watch", allAfter, allFloor)
+	writes := per(func(x *xdsResult) float64 { return float64(x.allReportWrites) })
+	written := per(func(x *xdsResult) float64 { return mib(x.allReportBytes) })
+	w("| %s: the same, the leader's report of its streams rewritten meanwhile | %.0f times, %.1f MiB | %s / %s | |\n", label, median(writes), median(written), list(writes, "%.0f"), list(written, "%.1f"))
 	kubelet("the same change through ConfigMaps: all ConfigMaps written, + the kubelet's sync", per(func(x *xdsResult) float64 { return ns(quantile(x.cmAll, 1)) }))
 
 	eds := per(func(x *xdsResult) float64 { return ns(quantile(x.eds, 0.99)) })
