@@ -61,7 +61,7 @@ type memoryResult struct {
 // largest), one Service.
 type unrelatedSizes struct {
 	podTemplate, deployment, service int
-	configMapMin, configMapMax      int
+	configMapMin, configMapMax       int
 }
 
 func memoryRun(ctx context.Context, o options, n, unrelated, run int) (*memoryResult, error) {
@@ -372,10 +372,10 @@ func unrelatedDeployment(ns, name string, i int) *appsv1.Deployment {
 						},
 						{
 							Name: "log-shipper", Image: "registry.example.com/platform/fluent-bit:3.1.4",
-							Args:         []string{"-c", "/fluent-bit/etc/fluent-bit.conf"},
-							Env:          []corev1.EnvVar{{Name: "SERVICE", Value: name}, {Name: "LOKI_URL", Value: "http://loki-gateway.observability.svc.cluster.local/loki/api/v1/push"}},
-							Resources:    resources("20m", "64Mi"),
-							VolumeMounts: []corev1.VolumeMount{{Name: "logs", MountPath: "/var/log/app", ReadOnly: true}},
+							Args:            []string{"-c", "/fluent-bit/etc/fluent-bit.conf"},
+							Env:             []corev1.EnvVar{{Name: "SERVICE", Value: name}, {Name: "LOKI_URL", Value: "http://loki-gateway.observability.svc.cluster.local/loki/api/v1/push"}},
+							Resources:       resources("20m", "64Mi"),
+							VolumeMounts:    []corev1.VolumeMount{{Name: "logs", MountPath: "/var/log/app", ReadOnly: true}},
 							SecurityContext: restricted,
 						},
 					},
