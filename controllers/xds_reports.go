@@ -88,8 +88,9 @@ func (r proxyReport) status() xds.ProxyStatus {
 }
 
 // xdsReporter writes this replica's report when its streams change, at most
-// every xdsReportPeriod, and at least every xdsReportRenew. It runs on every
-// replica; the report names it.
+// every xdsReportPeriod, and at least every xdsReportRenew while it holds any.
+// It runs on every replica; the report names it. A replica that never held a
+// stream writes none.
 type xdsReporter struct {
 	Client  client.Client
 	Server  *xds.Server
@@ -125,7 +126,12 @@ func (r *xdsReporter) Start(ctx context.Context) error {
 		case <-renew.C:
 		}
 		nodes := reportOf(r.Server)
-		if reflect.DeepEqual(nodes, last) && time.Since(written) < xdsReportRenew {
+		switch {
+		case len(nodes) == 0 && len(last) == 0:
+			// Nothing held and nothing reported (no XDS mesh, or a quiet
+			// replica): no report to write or renew.
+			continue
+		case reflect.DeepEqual(nodes, last) && time.Since(written) < xdsReportRenew:
 			continue
 		}
 		if err := r.write(ctx, nodes); err != nil {
