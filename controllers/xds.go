@@ -416,17 +416,18 @@ func (r *xdsSnapshotReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	found, err := r.Builder.findUpstreams(ctx, ms)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
 	mesh, err := meshOf(ctx, r.Client, ms)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if !ms.DeletionTimestamp.IsZero() || meshv1alpha1.DeliveryModeOf(mesh) != meshv1alpha1.DeliveryXDS {
+		// Decided before anything else is read: most meshes deliver by ConfigMap.
 		r.Server.ClearSnapshot(key)
 		return ctrl.Result{}, nil
+	}
+	found, err := r.Builder.findUpstreams(ctx, ms)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
 	cfg, err := r.Builder.sidecarConfig(ctx, ms, mesh, found, newStatusBuilder(ms))
 	var readErr apiError
