@@ -111,7 +111,7 @@ func (r *MeshServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	st := newStatusBuilder(ms)
 	missing, outside := st.upstreams(found, r.Namespaces)
 	st.setConditions(upstreamsResolvedCondition(missing, outside, len(ms.Spec.Upstreams)))
-	cfg, err := r.sidecarConfig(ctx, ms, mesh, found, st)
+	cfg, err := r.sidecarConfig(ctx, ms, mesh, found, st, withoutEndpoints)
 	var readErr apiError
 	switch {
 	case errors.As(err, &readErr):

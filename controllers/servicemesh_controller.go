@@ -253,7 +253,7 @@ func (r *ServiceMeshReconciler) reconcileGateway(ctx context.Context, mesh *mesh
 	}
 	setConditions(&status.Conditions, mesh.Generation, routesResolvedCondition(routes.missing, routes.notAllowed, routes.outside, len(mesh.Spec.Gateway.Routes)))
 
-	cfg, err := r.gatewayConfig(ctx, mesh, routes)
+	cfg, err := r.gatewayConfig(ctx, mesh, routes, withoutEndpoints)
 	var readErr apiError
 	switch {
 	case errors.As(err, &readErr):
@@ -363,7 +363,7 @@ func (r *ServiceMeshReconciler) gatewayRoutes(ctx context.Context, mesh *meshv1a
 
 // gatewayConfig builds what the gateway's Envoys run, for the ConfigMap and
 // the xDS snapshot alike. A failure to read inputs comes as apiError.
-func (r *ServiceMeshReconciler) gatewayConfig(ctx context.Context, mesh *meshv1alpha1.ServiceMesh, routes gatewayRouting) (*envoyconfig.Resources, error) {
+func (r *ServiceMeshReconciler) gatewayConfig(ctx context.Context, mesh *meshv1alpha1.ServiceMesh, routes gatewayRouting, endpoints endpointsWanted) (*envoyconfig.Resources, error) {
 	resolved, err := r.gatewayFor(ctx, mesh, routes.found, routes.notAllowed)
 	if err != nil {
 		return nil, apiError{err}
@@ -373,11 +373,12 @@ func (r *ServiceMeshReconciler) gatewayConfig(ctx context.Context, mesh *meshv1a
 		if r.XDS == nil {
 			return nil, errNoXDSServer
 		}
-		endpoints, err := upstreamEndpoints(ctx, r.Client, routes.found)
-		if err != nil {
-			return nil, apiError{err}
+		opts.Delivery = &r.XDS.ads
+		if endpoints {
+			if opts.Endpoints, err = upstreamEndpoints(ctx, r.Client, routes.found); err != nil {
+				return nil, apiError{err}
+			}
 		}
-		opts.Delivery, opts.Endpoints = &r.XDS.ads, endpoints
 	}
 	return envoyconfig.BuildGateway(resolved, opts)
 }

@@ -429,7 +429,7 @@ func (r *xdsSnapshotReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	cfg, err := r.Builder.sidecarConfig(ctx, ms, mesh, found, newStatusBuilder(ms))
+	cfg, err := r.Builder.sidecarConfig(ctx, ms, mesh, found, newStatusBuilder(ms), withEndpoints)
 	var readErr apiError
 	switch {
 	case errors.As(err, &readErr):
@@ -486,7 +486,7 @@ func (r *xdsGatewaySnapshotReconciler) Reconcile(ctx context.Context, req ctrl.R
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	cfg, err := r.Builder.gatewayConfig(ctx, mesh, routes)
+	cfg, err := r.Builder.gatewayConfig(ctx, mesh, routes, withEndpoints)
 	var readErr apiError
 	switch {
 	case errors.As(err, &readErr):
@@ -534,7 +534,7 @@ func (r *MeshServiceReconciler) callersOfSlice(ctx context.Context, obj client.O
 // (recorded in st), delivered over files or, in XDS meshes, over ADS with the
 // upstreams' endpoints. Any error but the build's comes wrapped as apiError.
 func (r *MeshServiceReconciler) sidecarConfig(ctx context.Context, ms *meshv1alpha1.MeshService, mesh *meshv1alpha1.ServiceMesh,
-	found map[types.NamespacedName]*meshv1alpha1.MeshService, st *statusBuilder) (*envoyconfig.Resources, error) {
+	found map[types.NamespacedName]*meshv1alpha1.MeshService, st *statusBuilder, endpoints endpointsWanted) (*envoyconfig.Resources, error) {
 	svc := envoyconfig.ServiceFor(ms, found, mesh)
 	if err := r.authorize(ctx, ms, mesh, found, st, &svc); err != nil {
 		return nil, apiError{err}
@@ -544,14 +544,27 @@ func (r *MeshServiceReconciler) sidecarConfig(ctx context.Context, ms *meshv1alp
 		if r.XDS == nil {
 			return nil, errNoXDSServer
 		}
-		endpoints, err := upstreamEndpoints(ctx, r.Client, found)
-		if err != nil {
-			return nil, apiError{err}
+		opts.Delivery = &r.XDS.ads
+		if endpoints {
+			var err error
+			if opts.Endpoints, err = upstreamEndpoints(ctx, r.Client, found); err != nil {
+				return nil, apiError{err}
+			}
 		}
-		opts.Delivery, opts.Endpoints = &r.XDS.ads, endpoints
 	}
 	return envoyconfig.BuildSidecar(svc, opts)
 }
+
+// endpointsWanted says whether a build lists the upstreams' EndpointSlices.
+// Only a snapshot needs them: the versions the leader writes to the ConfigMap
+// and to status do not cover endpoints (Resources.EndpointsVersion does), so
+// its reconcile skips the lists.
+type endpointsWanted bool
+
+const (
+	withEndpoints    endpointsWanted = true
+	withoutEndpoints endpointsWanted = false
+)
 
 // apiError marks a failure to read inputs (retried), as opposed to a config
 // that does not build (reported).
